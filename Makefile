@@ -1,0 +1,38 @@
+# The two quick-start commands: `make run` (one replica, in-memory broker, demo at :8000)
+# and `make test` (the whole suite against real redis-server and gateway processes).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test system-deps lint typecheck check clean
+
+run: install
+	$(BIN)/gateway serve --host 127.0.0.1 --port 8000
+
+test: install-test system-deps
+	$(BIN)/python -m pytest
+
+check: lint typecheck test
+
+lint: install-test
+	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff format --check gateway
+
+typecheck: install-test
+	$(BIN)/mypy
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,dev]"
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,65 @@
+"""The FastAPI application: routes and lifespan wired to a `Replica`. No logic of its own.
+
+Run on its own (``gateway serve``), or mounted into an existing app::
+
+    realtime = create_app(settings)
+    app = FastAPI(lifespan=realtime.router.lifespan_context)
+    app.mount("/realtime", realtime)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from gateway import __version__
+from gateway.broker import Broker
+from gateway.replica import Replica
+from gateway.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
+    """Build one replica's application; settings default to the environment and config file."""
+    replica = Replica(settings if settings is not None else load_settings(), broker)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await replica.start()
+        try:
+            yield
+        finally:
+            await replica.stop()
+
+    app = FastAPI(
+        title="pubsub gateway",
+        version=__version__,
+        summary="WebSocket pub/sub across replicas through Redis",
+        lifespan=lifespan,
+    )
+    app.state.replica = replica
+    app.router.add_websocket_route("/ws", replica.serve_protocol)
+    app.router.add_websocket_route("/websocket", replica.serve_plain_text)
+    demo_page = resources.files("gateway").joinpath("static/index.html").read_text("utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def demo(request: Request) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/") + "/"
+        return HTMLResponse(demo_page.replace("<head>", f'<head>\n<base href="{base}">', 1))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok", "node": replica.settings.node_id}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """200 when accepting clients; 503 while the broker is unreachable or the replica drains."""
+        ready, reason = replica.readiness()
+        body = {"status": "ready" if ready else "unavailable", "reason": reason}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return app

@@ -1,0 +1,27 @@
+"""Every Redis key and pub/sub channel name the gateway uses, built from one prefix.
+
+A channel's names all carry the channel as a hash tag (``{chat:room1}``), so on a Redis
+Cluster its pub/sub topic, history and presence live on the same shard.
+"""
+
+from __future__ import annotations
+
+
+class KeySpace:
+    """Redis names for one deployment (one prefix)."""
+
+    __slots__ = ("_prefix", "_topic_head")
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._topic_head = f"{prefix}:{{"
+
+    def topic(self, channel: str) -> str:
+        """The Redis pub/sub channel carrying a gateway channel's publications."""
+        return f"{self._topic_head}{channel}}}"
+
+    def channel_of(self, topic: str) -> str | None:
+        """The gateway channel of a pub/sub topic, or None for a name that is not a topic."""
+        if topic.startswith(self._topic_head) and topic.endswith("}"):
+            return topic[len(self._topic_head) : -1]
+        return None

@@ -1,0 +1,261 @@
+"""The Redis broker: one pub/sub connection per replica, commands over a small pool.
+
+A supervisor task owns the pub/sub connection. It connects (with capped, jittered backoff),
+re-subscribes every channel the replica holds, then runs two loops until the connection
+fails: the reader, which hands each publication to the handler, and the synchroniser, which
+turns changes of the wanted channel set into batched SUBSCRIBE/UNSUBSCRIBE commands (the
+only writer of those commands, so they reach Redis in the order they were decided) and
+pings Redis on a heartbeat so a silent network failure is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from gateway.broker.base import Broker, BrokerHandler
+from gateway.broker.keys import KeySpace
+from gateway.errors import ErrorCode, GatewayError
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_BATCH = 500
+"""Channels per SUBSCRIBE/UNSUBSCRIBE command."""
+
+
+class RedisBroker:
+    """Publish/subscribe over Redis; see the module docstring for how the connection is kept."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "gw",
+        timeout: float = 5.0,
+        heartbeat: float = 2.0,
+        backoff: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        self._url = url
+        self._keys = KeySpace(prefix)
+        self._timeout = timeout
+        self._heartbeat = heartbeat
+        self._backoff = backoff
+        self._handler: BrokerHandler | None = None
+        self._commands: Redis | None = None
+        self._subscriber: Redis | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._available = False
+        self._wanted: set[str] = set()
+        self._sent: set[str] = set()
+        self._live: set[str] = set()
+        self._unacked: dict[str, int] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._dirty = asyncio.Event()
+        self._last_pong = 0.0
+        self.reconnects = 0
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    @property
+    def keys(self) -> KeySpace:
+        """The Redis names this broker uses."""
+        return self._keys
+
+    async def start(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+        no_retry = Retry(NoBackoff(), 0)
+        self._commands = Redis.from_url(
+            self._url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            retry=no_retry,
+        )
+        self._subscriber = Redis.from_url(
+            self._url,
+            socket_timeout=None,
+            socket_connect_timeout=self._timeout,
+            retry=no_retry,
+            max_connections=1,
+        )
+        self._supervisor = asyncio.create_task(self._supervise(), name="redis-broker")
+
+    async def close(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        self._set_unavailable()
+        for client in (self._commands, self._subscriber):
+            if client is not None:
+                await client.aclose()
+        self._commands = self._subscriber = None
+
+    async def subscribe(self, channel: str) -> None:
+        if not self._available:
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        self._wanted.add(channel)
+        if channel in self._live:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        self._dirty.set()
+        try:
+            await asyncio.wait_for(waiter, self._timeout)
+        except TimeoutError:
+            raise GatewayError(
+                ErrorCode.UNAVAILABLE, "the broker did not confirm the subscription in time"
+            ) from None
+
+    def unsubscribe(self, channel: str) -> None:
+        self._wanted.discard(channel)
+        self._dirty.set()
+
+    async def publish(self, channel: str, frame: bytes) -> None:
+        if not self._available or self._commands is None:
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        try:
+            await self._commands.publish(self._keys.topic(channel), frame)
+        except (RedisError, OSError) as exc:
+            log.warning("broker.publish_failed channel=%s error=%r", channel, exc)
+            raise GatewayError(
+                ErrorCode.UNAVAILABLE, "the broker did not accept the publication"
+            ) from None
+
+    async def _supervise(self) -> None:
+        low, high = self._backoff
+        delay = low
+        while True:
+            try:
+                await self._session()
+            except Exception as exc:  # any failure ends the session; the loop reconnects
+                if self._available:
+                    log.warning("broker.disconnected error=%r", exc)
+                delay = low if self._available else min(delay * 2, high)
+            self._set_unavailable()
+            await asyncio.sleep(random.uniform(0, delay))
+
+    async def _session(self) -> None:
+        assert self._commands is not None and self._subscriber is not None
+        pubsub = self._subscriber.pubsub()
+        try:
+            await self._commands.ping()
+            await pubsub.execute_command("PING")
+            self._sent.clear()
+            self._live.clear()
+            self._unacked.clear()
+            self._last_pong = asyncio.get_running_loop().time()
+            self._dirty.set()
+            self._available = True
+            self.reconnects += 1
+            log.info("broker.connected url=%s", _redact(self._url))
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._read(pubsub))
+                tasks.create_task(self._synchronise(pubsub))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read(self, pubsub: PubSub) -> None:
+        assert self._handler is not None
+        deliver = self._handler.on_publication
+        channel_of = self._keys.channel_of
+        wanted = self._wanted
+        loop = asyncio.get_running_loop()
+        while True:
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                channel = channel_of(message["channel"].decode())
+                if channel in wanted:
+                    deliver(channel, message["data"])
+            elif kind == "subscribe":
+                channel = channel_of(message["channel"].decode())
+                if channel is not None:
+                    self._acknowledge(channel)
+            elif kind == "pong":
+                self._last_pong = loop.time()
+
+    async def _synchronise(self, pubsub: PubSub) -> None:
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self._heartbeat
+        while True:
+            wait = next_ping - loop.time()
+            if wait <= 0:
+                if loop.time() - self._last_pong > 3 * self._heartbeat:
+                    raise ConnectionError("Redis stopped answering pings")
+                await pubsub.execute_command("PING")
+                next_ping = loop.time() + self._heartbeat
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), wait)
+            if not self._dirty.is_set():
+                continue
+            self._dirty.clear()
+            gone = [channel for channel in self._sent if channel not in self._wanted]
+            new = [channel for channel in self._wanted if channel not in self._sent]
+            for batch in _batches(gone):
+                self._sent.difference_update(batch)
+                self._live.difference_update(batch)
+                await pubsub.execute_command("UNSUBSCRIBE", *map(self._keys.topic, batch))
+            for batch in _batches(new):
+                self._sent.update(batch)
+                for channel in batch:
+                    self._unacked[channel] = self._unacked.get(channel, 0) + 1
+                await pubsub.execute_command("SUBSCRIBE", *map(self._keys.topic, batch))
+
+    def _acknowledge(self, channel: str) -> None:
+        """Redis confirmed a SUBSCRIBE; the channel is live once every one sent is confirmed."""
+        remaining = self._unacked.get(channel, 0) - 1
+        if remaining > 0:
+            self._unacked[channel] = remaining
+            return
+        self._unacked.pop(channel, None)
+        if channel in self._sent:
+            self._live.add(channel)
+            for waiter in self._waiters.pop(channel, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _set_unavailable(self) -> None:
+        self._available = False
+        self._sent.clear()
+        self._live.clear()
+        self._unacked.clear()
+        waiters, self._waiters = self._waiters, {}
+        error = GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        for pending in waiters.values():
+            for waiter in pending:
+                if not waiter.done():
+                    waiter.set_exception(error)
+
+
+def _batches(channels: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(channels), SUBSCRIBE_BATCH):
+        yield channels[start : start + SUBSCRIBE_BATCH]
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+
+
+_: type[Broker] = RedisBroker

@@ -1,0 +1,94 @@
+"""The ``gateway`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import ConfigError, Settings, load_settings
+from gateway.transport import GatewayWebSocketProtocol
+
+log = logging.getLogger("gateway")
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the chosen command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="WebSocket pub/sub gateway (protocol v1)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run one replica under uvicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    _configure_logging(args.log_level)
+    server = uvicorn.Server(uvicorn_config(settings, args.host, args.port, args.log_level))
+    server.run()
+    return 0
+
+
+def uvicorn_config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """uvicorn settings for one replica: the gateway's WebSocket protocol, pings and limits."""
+    return uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        ws=GatewayWebSocketProtocol,
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=settings.ping_seconds,
+        ws_ping_timeout=2 * settings.ping_seconds,
+        ws_per_message_deflate=settings.permessage_deflate,
+        lifespan="on",
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
+    )
+
+
+class _NoConnectionChatter(logging.Filter):
+    """Drops uvicorn's per-connection lines ("connection open", "[accepted]") below DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not (message.startswith("connection ") or message.endswith("[accepted]"))
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if level != "debug":
+        logging.getLogger("uvicorn.error").addFilter(_NoConnectionChatter())

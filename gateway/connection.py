@@ -1,0 +1,271 @@
+"""One client's WebSocket: the only place that reads from a socket.
+
+`Connection` owns the read loop, the outbox and the close sequence; what a frame *means*
+is up to the endpoint: `ProtocolConnection` (``/ws``, protocol v1 commands) or
+`PlainTextConnection` (``/websocket``, every text frame is a chat line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.websockets import WebSocket
+
+from gateway import protocol
+from gateway.errors import (
+    BROKER_UNAVAILABLE,
+    FORBIDDEN,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    NORMAL,
+    SLOW_CONSUMER,
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+    UNSUPPORTED_DATA,
+    Disconnect,
+    ErrorCode,
+    GatewayError,
+)
+from gateway.outbox import Outbox, Outgoing, Sink
+
+if TYPE_CHECKING:
+    from gateway.replica import Replica
+
+log = logging.getLogger(__name__)
+
+FLUSH_BEFORE_CLOSE = 2.0
+"""Seconds a closing connection may spend sending what it already queued."""
+
+
+def new_client_id() -> str:
+    """A random, URL-safe client id, unique across replicas."""
+    return secrets.token_urlsafe(12)
+
+
+class Connection:
+    """State and life cycle shared by both endpoints."""
+
+    __slots__ = (
+        "__weakref__",
+        "_closer",
+        "_closing",
+        "_sink",
+        "_websocket",
+        "channels",
+        "deliver",
+        "id",
+        "outbox",
+        "replica",
+        "user",
+    )
+
+    def __init__(
+        self, replica: Replica, websocket: WebSocket, sink: Sink, user: str | None
+    ) -> None:
+        self.replica = replica
+        self.id = new_client_id()
+        self.user = user
+        self.channels: dict[str, None] = {}
+        self.outbox = Outbox(sink, replica.settings.max_queue)
+        self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
+        self._websocket = websocket
+        self._sink = sink
+        self._closing: Disconnect | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def closing(self) -> bool:
+        """True once the server or the client began closing the connection."""
+        return self._closing is not None
+
+    def send(self, payload: bytes) -> None:
+        """Send a frame meant for this client alone; a full queue closes it as too slow."""
+        if not self.outbox.put(payload):
+            self.close(SLOW_CONSUMER)
+
+    def send_error(self, error: GatewayError) -> None:
+        """Answer a failed command."""
+        self.send(protocol.error(error))
+
+    async def subscribe(self, channel: str) -> None:
+        """Join a channel on this replica's hub; returns once publications flow.
+
+        Raises:
+            GatewayError: `unavailable` when the broker could not subscribe.
+        """
+        hub = self.replica.hub
+        self.channels[channel] = None
+        try:
+            await hub.subscribe(channel, self)
+        except BaseException:
+            self.channels.pop(channel, None)
+            raise
+        if self._closing is not None:
+            hub.unsubscribe(channel, self)
+
+    def unsubscribe(self, channel: str) -> None:
+        """Leave a channel."""
+        if channel in self.channels:
+            del self.channels[channel]
+            self.replica.hub.unsubscribe(channel, self)
+
+    def close(self, reason: Disconnect) -> None:
+        """Begin closing: leave every channel now, then send `disconnect` and close the socket."""
+        if self._closing is not None:
+            return
+        self._closing = reason
+        self._leave_all()
+        self._closer = asyncio.get_running_loop().create_task(self._close(reason))
+
+    async def run(self) -> None:
+        """Serve the connection until the socket closes."""
+        try:
+            await self.opened()
+            max_bytes = self.replica.settings.max_message_bytes
+            while True:
+                event = await self._websocket.receive()
+                if event["type"] != "websocket.receive":
+                    break
+                if self._closing is not None:
+                    continue
+                text = event.get("text")
+                if text is None:
+                    self.on_binary()
+                elif len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
+                    self.close(MESSAGE_TOO_BIG)
+                else:
+                    await self.on_text(text)
+        except GatewayError as error:
+            self.close(disconnect_for(error))
+        except Exception:
+            log.exception("connection.failed client=%s", self.id)
+            self.close(INTERNAL_ERROR)
+        finally:
+            await self._finish()
+
+    async def opened(self) -> None:
+        """Called once the handshake is accepted, before the first frame is read."""
+
+    async def on_text(self, text: str) -> None:
+        """Handle one text frame from the client."""
+        raise NotImplementedError
+
+    def on_binary(self) -> None:
+        """Handle one binary frame from the client."""
+        raise NotImplementedError
+
+    async def _close(self, reason: Disconnect) -> None:
+        if reason is not SLOW_CONSUMER:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox.flush(), FLUSH_BEFORE_CLOSE)
+        await self.outbox.close()
+        await self._sink.close(protocol.disconnect(reason), int(reason.code), reason.reason)
+
+    def _leave_all(self) -> None:
+        hub = self.replica.hub
+        channels, self.channels = self.channels, {}
+        for channel in channels:
+            hub.unsubscribe(channel, self)
+
+    async def _finish(self) -> None:
+        if self._closing is None:
+            self._closing = NORMAL
+        self._leave_all()
+        await self.outbox.close()
+        closer, self._closer = self._closer, None
+        if closer is not None and not closer.done():
+            closer.cancel()
+            await asyncio.gather(closer, return_exceptions=True)
+
+
+class ProtocolConnection(Connection):
+    """A ``/ws`` client speaking protocol v1."""
+
+    __slots__ = ()
+
+    async def opened(self) -> None:
+        settings = self.replica.settings
+        self.send(protocol.welcome(self.id, settings.node_id, self.user, settings.ping_seconds))
+
+    async def on_text(self, text: str) -> None:
+        commands = self.replica.commands
+        for command in protocol.parse(text):
+            if self._closing is not None:
+                return
+            if isinstance(command, GatewayError):
+                self.send_error(command)
+                continue
+            try:
+                await commands.run(self, command)
+            except GatewayError as error:
+                self.send_error(error.with_id(command.id))
+            except Exception:
+                log.exception("command.failed client=%s op=%s", self.id, type(command).__name__)
+                self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command.id))
+
+    def on_binary(self) -> None:
+        self.send_error(
+            GatewayError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send text")
+        )
+
+
+class PlainTextConnection(Connection):
+    """A ``/websocket`` client: each text frame it sends is published as a string to one
+    channel, and it receives every publication of that channel as bare text."""
+
+    __slots__ = ("_channel",)
+
+    def __init__(
+        self, replica: Replica, websocket: WebSocket, sink: Sink, user: str | None, channel: str
+    ) -> None:
+        super().__init__(replica, websocket, sink, user)
+        self._channel = channel
+        self.deliver = self._deliver_plain
+
+    async def opened(self) -> None:
+        await self.subscribe(self._channel)
+
+    async def on_text(self, text: str) -> None:
+        head = protocol.message_head(self._channel, text, self.id, self.user)
+        await self.replica.commands.publish_frame(self, self._channel, head)
+
+    def on_binary(self) -> None:
+        self.close(UNSUPPORTED_DATA)
+
+    def _deliver_plain(self, message: Outgoing) -> bool:
+        plain = message.plain
+        if plain is False:
+            plain = message.plain = plain_text_of(message.payload)
+        if plain is None:
+            return True
+        return self.outbox.offer(plain)
+
+
+def disconnect_for(error: GatewayError) -> Disconnect:
+    """How a connection that cannot answer with an `error` frame closes on a failure."""
+    if error.code is ErrorCode.UNAVAILABLE:
+        return BROKER_UNAVAILABLE
+    if error.code is ErrorCode.FORBIDDEN:
+        return FORBIDDEN
+    if error.code is ErrorCode.UNAUTHORIZED:
+        return UNAUTHORIZED
+    if error.code is ErrorCode.RATE_LIMITED:
+        return TOO_MANY_REQUESTS
+    if error.code is ErrorCode.TOO_LARGE:
+        return MESSAGE_TOO_BIG
+    return INTERNAL_ERROR
+
+
+def plain_text_of(payload: bytes) -> Outgoing | None:
+    """What a plain-text client sees of a frame: a message's `data` as text, nothing else."""
+    frame: Any = orjson.loads(payload)
+    if frame.get("op") != "message":
+        return None
+    data = frame.get("data")
+    return Outgoing(data.encode() if isinstance(data, str) else orjson.dumps(data))

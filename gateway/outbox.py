@@ -1,0 +1,128 @@
+"""Outbound frames of one connection: written at once when the socket can take them, else queued.
+
+The fan-out path calls `Outbox.offer`, which never awaits: a frame goes straight to the
+socket when nothing is queued and the transport is not paused; otherwise it joins a bounded
+queue that a writer task, started only while there is a backlog, drains as NDJSON frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import deque
+from typing import Literal, Protocol
+
+MAX_BATCH_BYTES = 256 * 1024
+"""A backlog leaves in frames of at most this size (unless a single message is larger)."""
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final WebSocket text frame (RFC 6455 §5.2) carrying ``payload``."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
+class Outgoing:
+    """One frame on its way to clients: its JSON text and the WebSocket frame around it.
+
+    Built once per publication per replica and shared by every local subscriber.
+    """
+
+    __slots__ = ("frame", "payload", "plain")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.frame = text_frame(payload)
+        self.plain: Outgoing | Literal[False] | None = False
+        """The plain-text form for `/websocket` clients, computed on first use (False: not yet)."""
+
+
+class Sink(Protocol):
+    """Where a connection's frames go."""
+
+    def try_write(self, frame: bytes) -> bool:
+        """Write a complete WebSocket frame now if the socket can take it; never blocks."""
+        ...
+
+    async def send(self, payload: bytes) -> None:
+        """Send one text message, waiting until the socket can take it."""
+        ...
+
+    async def close(self, final: bytes, code: int, reason: str) -> None:
+        """Send a last text message and close the WebSocket, never waiting long on the peer."""
+        ...
+
+
+class Outbox:
+    """A connection's bounded outbound queue with a direct path to the socket."""
+
+    __slots__ = ("_closed", "_limit", "_queue", "_sink", "_writer")
+
+    def __init__(self, sink: Sink, limit: int) -> None:
+        self._sink = sink
+        self._limit = limit
+        self._queue: deque[bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def offer(self, item: Outgoing) -> bool:
+        """Write or queue ``item``; False when the queue is full (the client is too slow)."""
+        queue = self._queue
+        if not queue:
+            if self._closed or self._sink.try_write(item.frame):
+                return True
+        elif len(queue) >= self._limit:
+            return False
+        queue.append(item.payload)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return True
+
+    def put(self, payload: bytes) -> bool:
+        """Write or queue a frame built for this connection alone (a reply, an error)."""
+        return self.offer(Outgoing(payload))
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been handed to the socket."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def close(self) -> None:
+        """Drop the backlog and stop the writer; later offers are discarded."""
+        self._closed = True
+        self._queue.clear()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        try:
+            while queue and not self._closed:
+                await self._sink.send(self._take_batch())
+        except Exception:  # the socket is gone: nothing more can be written
+            self._closed = True
+            queue.clear()
+        finally:
+            self._writer = None
+
+    def _take_batch(self) -> bytes:
+        queue = self._queue
+        first = queue.popleft()
+        if not queue:
+            return first
+        batch = [first]
+        size = len(first)
+        while queue and size + len(queue[0]) < MAX_BATCH_BYTES:
+            item = queue.popleft()
+            batch.append(item)
+            size += len(item) + 1
+        return b"\n".join(batch)

@@ -1,0 +1,129 @@
+"""One gateway replica at run time: its broker, hub, connections and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket
+
+from gateway.broker import Broker, create_broker
+from gateway.channels import is_valid_channel
+from gateway.commands import Commands
+from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
+from gateway.errors import SHUTDOWN
+from gateway.hub import Hub
+from gateway.protocol import SUBPROTOCOL
+from gateway.settings import Settings
+from gateway.transport import sink_for
+
+log = logging.getLogger(__name__)
+
+STOP_DEADLINE = 5.0
+"""Seconds `Replica.stop` waits for connections to close before stopping the broker."""
+
+
+class Replica:
+    """Everything one replica owns; built by `create_app`, started and stopped by its lifespan."""
+
+    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker if broker is not None else create_broker(settings)
+        self.hub = Hub(self.broker)
+        self.commands = Commands(self)
+        self.connections: dict[str, Connection] = {}
+        self.started_at = time.time()
+        self.draining = False
+        self._running = False
+        self._all_closed = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Accepting clients: started, not draining, and the broker reachable."""
+        return self._running and not self.draining and self.broker.available
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the replica is ready, and why not."""
+        if not self._running:
+            return False, "not started"
+        if self.draining:
+            return False, "draining"
+        if not self.broker.available:
+            return False, "broker unreachable"
+        return True, "ready"
+
+    async def start(self) -> None:
+        """Connect the broker (in the background) and begin accepting clients."""
+        await self.broker.start(self.hub)
+        self._running = True
+        log.info("replica.started node=%s broker=%s", self.settings.node_id, _broker_kind(self))
+
+    async def stop(self) -> None:
+        """Close every connection (1001), wait a little for them, then stop the broker."""
+        self._running = False
+        for connection in list(self.connections.values()):
+            connection.close(SHUTDOWN)
+        if self.connections:
+            self._all_closed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), STOP_DEADLINE)
+        await self.broker.close()
+        log.info("replica.stopped node=%s", self.settings.node_id)
+
+    async def serve_protocol(self, websocket: WebSocket) -> None:
+        """Run a ``/ws`` client from handshake to close."""
+        if not await self._admit(websocket):
+            return
+        offered = websocket.scope.get("subprotocols") or ()
+        await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        await self._run(ProtocolConnection(self, websocket, sink_for(websocket), user=None))
+
+    async def serve_plain_text(self, websocket: WebSocket) -> None:
+        """Run a ``/websocket`` client from handshake to close."""
+        channel = websocket.query_params.get("channel", "chat")
+        if not is_valid_channel(channel):
+            await _deny(websocket, 400, "channel must be 1-255 characters of A-Z a-z 0-9 _-:.@/=,$")
+            return
+        if self.settings.namespace(channel) is None:
+            await _deny(websocket, 404, f"channel {channel!r} is in no configured namespace")
+            return
+        if not await self._admit(websocket):
+            return
+        await websocket.accept()
+        sink = sink_for(websocket)
+        await self._run(PlainTextConnection(self, websocket, sink, user=None, channel=channel))
+
+    async def _admit(self, websocket: WebSocket) -> bool:
+        ready, reason = self.readiness()
+        if not ready:
+            await _deny(websocket, 503, f"replica not ready: {reason}")
+            return False
+        limit = self.settings.max_connections
+        if limit and len(self.connections) >= limit:
+            await _deny(websocket, 503, f"replica full: {limit} connections")
+            return False
+        return True
+
+    async def _run(self, connection: Connection) -> None:
+        self.connections[connection.id] = connection
+        try:
+            await connection.run()
+        finally:
+            del self.connections[connection.id]
+            if not self.connections:
+                self._all_closed.set()
+
+
+async def _deny(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse a handshake with an HTTP status and a message (403 where the server can't)."""
+    try:
+        await websocket.send_denial_response(PlainTextResponse(message + "\n", status_code=status))
+    except RuntimeError:
+        await websocket.close(1008, message[:120])
+
+
+def _broker_kind(replica: Replica) -> str:
+    return "redis" if replica.settings.redis_url else "memory"

@@ -1,0 +1,177 @@
+"""All configuration in one place: ``GATEWAY_*`` environment variables and an optional TOML file.
+
+Precedence, highest first: explicit overrides (CLI flags), environment, TOML file, defaults.
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from gateway.channels import DEFAULT_NAMESPACE, namespace_of
+
+
+class ConfigError(Exception):
+    """Settings could not be loaded; the message names the offending key."""
+
+
+class NamespaceOptions(BaseModel):
+    """Options of one channel namespace (``[namespaces.NAME]`` in the TOML file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    history_size: int = Field(default=100, ge=0)
+    history_ttl: float = Field(default=300, ge=0)
+    presence: bool = False
+    join_leave: bool = False
+    publish: bool = True
+    subscribe: Literal["anyone", "authenticated", "token"] = "anyone"
+
+    @property
+    def history(self) -> bool:
+        """History (offsets, recovery) is on when both its size and its lifetime are non-zero."""
+        return self.history_size > 0 and self.history_ttl > 0
+
+
+def _default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway; see the configuration table in docs/protocol.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    redis_prefix: str = Field(default="gw", min_length=1)
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: SecretStr | None = None
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_key: SecretStr | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    config: Path | None = None
+    node_id: str = Field(default_factory=_default_node_id, min_length=1, max_length=128)
+    max_message_bytes: int = Field(default=65536, ge=64)
+    max_queue: int = Field(default=1024, ge=1)
+    max_subscriptions: int = Field(default=128, ge=1)
+    rate: float = Field(default=100, ge=0)
+    max_connections: int = Field(default=0, ge=0)
+    ping_seconds: float = Field(default=25, gt=0)
+    drain_seconds: float = Field(default=10, ge=0)
+    connect_timeout: float = Field(default=10, gt=0)
+    broker_timeout: float = Field(default=5, gt=0)
+    permessage_deflate: bool = False
+    strict_namespaces: bool = False
+    namespaces: dict[str, NamespaceOptions] = Field(default_factory=dict)
+
+    @field_validator("allowed_origins", "jwt_algorithms", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    def namespace(self, channel: str) -> NamespaceOptions | None:
+        """The options of the channel's namespace; None when strict and not configured."""
+        name = namespace_of(channel)
+        options = self.namespaces.get(name)
+        if options is not None:
+            return options
+        if self.strict_namespaces and name != DEFAULT_NAMESPACE:
+            return None
+        return self.namespaces.get(DEFAULT_NAMESPACE, _DEFAULT_OPTIONS)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Connections must present a JWT when a secret or a public key is configured."""
+        return self.jwt_secret is not None or self.jwt_public_key is not None
+
+
+_DEFAULT_OPTIONS = NamespaceOptions()
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, the environment and the TOML file.
+
+    The file is ``config`` if given, else ``GATEWAY_CONFIG``.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, a key is unknown, or a value has the
+            wrong type; the message names the key.
+    """
+    path = Path(config) if config else _env_config_path()
+    try:
+        if path is None:
+            return Settings(**overrides)
+        data = _read_toml(path)
+        return _settings_with_file(data)(**{**overrides, "config": path})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+def _env_config_path() -> Path | None:
+    value = os.environ.get("GATEWAY_CONFIG")
+    return Path(value) if value else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+
+
+def _settings_with_file(data: dict[str, Any]) -> type[Settings]:
+    class SettingsWithFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, data))
+
+    return SettingsWithFile
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" (config file {path})" if path else ""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        problems.append(f"setting '{key}'{where}: {error['msg']}")
+    return "; ".join(problems)

@@ -1,0 +1,126 @@
+"""How a connection's frames reach the socket.
+
+Under ``gateway serve`` uvicorn runs `GatewayWebSocketProtocol`: uvicorn's own sans-I/O
+WebSocket protocol (over the ``websockets`` library) that also hands the application a
+synchronous writer through the ASGI scope extension ``gateway.direct``. Fan-out then writes a
+frame prepared once per publication straight to each transport, with no task switch and no
+per-client serialization. Under any other ASGI server (the gateway mounted into another app)
+the extension is absent and frames go through the standard ASGI ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from starlette.websockets import WebSocket
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from gateway.outbox import Sink, text_frame
+
+DIRECT_EXTENSION = "gateway.direct"
+CLOSE_DEADLINE = 5.0
+"""Seconds a peer has to answer a server-initiated close before its TCP connection is dropped."""
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol plus a direct, non-blocking frame writer."""
+
+    paused = False
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and not self.conn.extensions:
+            scope["extensions"][DIRECT_EXTENSION] = self
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        super().resume_writing()
+
+    def try_write(self, frame: bytes) -> bool:
+        """Write a complete frame if the socket is open and its buffer below the high mark."""
+        if self.paused or self.close_sent or self.disconnected:
+            return False
+        self.transport.write(frame)
+        return True
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Write a complete frame once the transport's buffer has drained below its low mark."""
+        await self.writable.wait()
+        if self.close_sent or self.disconnected:
+            raise ConnectionResetError("the WebSocket is closed")
+        self.transport.write(frame)
+
+    def close_now(self, final_frame: bytes, code: int, reason: str) -> None:
+        """Write a last frame and a close frame even if the peer is not reading, then close.
+
+        The TCP connection is aborted if the peer has not answered the close within
+        ``CLOSE_DEADLINE`` seconds (a slow consumer may never read what is buffered).
+        """
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.transport.write(final_frame)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(CLOSE_DEADLINE, self.transport.abort)
+
+
+class DirectSink:
+    """Writes frames straight to a `GatewayWebSocketProtocol`."""
+
+    __slots__ = ("_protocol", "try_write")
+
+    def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
+        self._protocol = protocol
+        self.try_write = protocol.try_write
+
+    async def send(self, payload: bytes) -> None:
+        await self._protocol.send_frame(text_frame(payload))
+
+    async def close(self, final: bytes, code: int, reason: str) -> None:
+        """Send ``final`` and close with ``code``, without waiting for a slow peer."""
+        self._protocol.close_now(text_frame(final), code, reason)
+
+
+class AsgiSink:
+    """Sends frames through the ASGI interface: portable, one await per frame."""
+
+    __slots__ = ("_websocket",)
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+
+    def try_write(self, frame: bytes) -> bool:
+        return False
+
+    async def send(self, payload: bytes) -> None:
+        await self._websocket.send({"type": "websocket.send", "text": payload.decode()})
+
+    async def close(self, final: bytes, code: int, reason: str) -> None:
+        """Send ``final`` and close with ``code``, each given at most ``CLOSE_DEADLINE``."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.send(final), CLOSE_DEADLINE)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._websocket.close(code, reason), CLOSE_DEADLINE)
+
+
+def sink_for(websocket: WebSocket) -> DirectSink | AsgiSink:
+    """The fastest sink the server running this WebSocket offers."""
+    protocol = websocket.scope.get("extensions", {}).get(DIRECT_EXTENSION)
+    if isinstance(protocol, GatewayWebSocketProtocol):
+        return DirectSink(protocol)
+    return AsgiSink(websocket)
+
+
+__all__ = ["AsgiSink", "DirectSink", "GatewayWebSocketProtocol", "Sink", "sink_for"]

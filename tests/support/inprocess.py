@@ -1,0 +1,62 @@
+"""A gateway served by uvicorn inside the test's own event loop (memory broker unless told)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from gateway.cli import uvicorn_config
+from gateway.replica import Replica
+from gateway.settings import Settings
+from tests.support.net import free_port, wait_until
+
+
+@dataclass
+class LocalGateway:
+    app: FastAPI
+    port: int
+
+    @property
+    def replica(self) -> Replica:
+        replica: Replica = self.app.state.replica
+        return replica
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def plain_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/websocket"
+
+
+@asynccontextmanager
+async def serve_in_process(settings: Settings, ws: Any = None) -> AsyncIterator[LocalGateway]:
+    """Serve ``create_app(settings)``; ``ws`` replaces the gateway's WebSocket protocol."""
+    port = free_port()
+    config = uvicorn_config(settings, "127.0.0.1", port, "warning")
+    if ws is not None:
+        config.ws = ws
+    app = config.app
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started or task.done(), 10, "uvicorn to start")
+        if task.done():
+            task.result()
+        yield LocalGateway(app, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

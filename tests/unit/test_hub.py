@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.broker.memory import MemoryBroker
+from gateway.errors import SLOW_CONSUMER, Disconnect, ErrorCode, GatewayError
+from gateway.hub import Hub
+from gateway.outbox import Outgoing
+
+
+class FakeSubscriber:
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self.received: list[bytes] = []
+        self.closed: Disconnect | None = None
+
+    def deliver(self, message: Outgoing) -> bool:
+        if len(self.received) >= self.capacity:
+            return False
+        self.received.append(message.payload)
+        return True
+
+    def close(self, reason: Disconnect) -> None:
+        self.closed = reason
+
+
+class RecordingBroker(MemoryBroker):
+    """The memory broker, counting subscribe calls that reach it and able to hold them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subscribes: list[str] = []
+        self.unsubscribes: list[str] = []
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def subscribe(self, channel: str) -> None:
+        if channel not in self.channels:
+            self.subscribes.append(channel)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise GatewayError(ErrorCode.UNAVAILABLE, "down")
+        await super().subscribe(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        self.unsubscribes.append(channel)
+        super().unsubscribe(channel)
+
+
+@pytest.fixture
+async def broker() -> RecordingBroker:
+    return RecordingBroker()
+
+
+@pytest.fixture
+async def hub(broker: RecordingBroker) -> Hub:
+    hub = Hub(broker)
+    await broker.start(hub)
+    return hub
+
+
+async def test_publication_reaches_every_local_subscriber(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    subscribers = [FakeSubscriber() for _ in range(3)]
+    for subscriber in subscribers:
+        await hub.subscribe("chat", subscriber)
+    await broker.publish("chat", b'{"op":"message"}')
+    assert all(s.received == [b'{"op":"message"}'] for s in subscribers)
+    assert hub.delivered == 3
+
+
+async def test_one_broker_subscription_per_channel(hub: Hub, broker: RecordingBroker) -> None:
+    first, second = FakeSubscriber(), FakeSubscriber()
+    await hub.subscribe("chat", first)
+    await hub.subscribe("chat", second)
+    assert broker.subscribes == ["chat"]
+    hub.unsubscribe("chat", first)
+    assert broker.unsubscribes == [] and hub.count("chat") == 1
+    hub.unsubscribe("chat", second)
+    assert broker.unsubscribes == ["chat"] and hub.channel_count == 0
+
+
+async def test_subscribers_join_only_once_the_broker_confirms(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    broker.gate = asyncio.Event()
+    subscribers = [FakeSubscriber() for _ in range(5)]
+    tasks = [asyncio.create_task(hub.subscribe("chat", s)) for s in subscribers]
+    await asyncio.sleep(0)
+    assert hub.count("chat") == 0 and hub.channel_count == 1
+    hub.unsubscribe("chat", subscribers[0])
+    assert broker.unsubscribes == [], "a channel with subscribers on their way is kept"
+    broker.gate.set()
+    await asyncio.gather(*tasks)
+    assert hub.count("chat") == 5 and broker.channels == {"chat"}
+
+
+async def test_failed_subscribe_leaves_nothing_behind(hub: Hub, broker: RecordingBroker) -> None:
+    broker.fail = True
+    with pytest.raises(GatewayError):
+        await hub.subscribe("chat", FakeSubscriber())
+    assert hub.channel_count == 0 and broker.unsubscribes == ["chat"]
+
+
+async def test_slow_subscriber_is_closed_and_others_get_everything(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    slow, fine = FakeSubscriber(capacity=2), FakeSubscriber()
+    await hub.subscribe("chat", slow)
+    await hub.subscribe("chat", fine)
+    for index in range(5):
+        await broker.publish("chat", b"%d" % index)
+    assert slow.closed is SLOW_CONSUMER
+    assert fine.received == [b"0", b"1", b"2", b"3", b"4"] and fine.closed is None
+    assert hub.slow_consumers >= 1
+
+
+async def test_publication_of_other_channels_is_ignored(hub: Hub, broker: RecordingBroker) -> None:
+    subscriber = FakeSubscriber()
+    await hub.subscribe("a", subscriber)
+    hub.on_publication("b", b"x")
+    assert subscriber.received == []
+
+
+async def test_frame_is_built_once_for_all_subscribers(hub: Hub, broker: RecordingBroker) -> None:
+    seen: list[Outgoing] = []
+
+    class Spy(FakeSubscriber):
+        def deliver(self, message: Outgoing) -> bool:
+            seen.append(message)
+            return True
+
+    for _ in range(3):
+        await hub.subscribe("chat", Spy())
+    await broker.publish("chat", b"{}")
+    assert len({id(message) for message in seen}) == 1

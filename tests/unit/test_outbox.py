@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from gateway.outbox import MAX_BATCH_BYTES, Outbox, Outgoing, text_frame
+
+
+class FakeSink:
+    """A socket that can be made to refuse direct writes, like a paused transport."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.frames: list[bytes] = []
+        self.sent: list[bytes] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def try_write(self, frame: bytes) -> bool:
+        if not self.accepting:
+            return False
+        self.frames.append(frame)
+        return True
+
+    async def send(self, payload: bytes) -> None:
+        await self.writable.wait()
+        self.sent.append(payload)
+
+    async def close(self, final: bytes, code: int, reason: str) -> None:
+        self.sent.append(final)
+
+
+def parse_frame(data: bytes) -> Frame:
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Frame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("incomplete frame")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_text_frame_is_a_valid_websocket_frame(size: int) -> None:
+    payload = b"x" * size
+    frame = parse_frame(text_frame(payload))
+    assert frame.opcode is Opcode.TEXT and frame.fin and bytes(frame.data) == payload
+
+
+async def test_frames_go_straight_to_the_socket_when_it_can_take_them() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=4)
+    message = Outgoing(b'{"op":"message"}')
+    assert outbox.offer(message)
+    assert sink.frames == [message.frame] and len(outbox) == 0
+
+
+async def test_backlog_leaves_as_one_ndjson_frame() -> None:
+    sink = FakeSink()
+    sink.accepting = False
+    sink.writable.clear()
+    outbox = Outbox(sink, limit=10)
+    for index in range(3):
+        assert outbox.offer(Outgoing(b'{"n":%d}' % index))
+    sink.accepting = True
+    assert outbox.offer(Outgoing(b'{"n":3}'))
+    assert sink.frames == [], "a direct write must not overtake the backlog"
+    sink.writable.set()
+    await outbox.flush()
+    assert sink.sent == [b'{"n":0}\n{"n":1}\n{"n":2}\n{"n":3}']
+
+
+async def test_full_queue_refuses_without_blocking() -> None:
+    sink = FakeSink()
+    sink.accepting = False
+    sink.writable.clear()
+    outbox = Outbox(sink, limit=2)
+    assert outbox.offer(Outgoing(b"1")) and outbox.offer(Outgoing(b"2"))
+    assert not outbox.offer(Outgoing(b"3"))
+    await outbox.close()
+
+
+async def test_batches_are_capped_in_size() -> None:
+    sink = FakeSink()
+    sink.accepting = False
+    sink.writable.clear()
+    outbox = Outbox(sink, limit=100)
+    chunk = b"x" * (MAX_BATCH_BYTES // 3)
+    for _ in range(6):
+        outbox.offer(Outgoing(chunk))
+    sink.writable.set()
+    await outbox.flush()
+    assert len(sink.sent) >= 2
+    assert all(len(frame) <= MAX_BATCH_BYTES for frame in sink.sent)
+    assert b"\n".join(sink.sent) == b"\n".join([chunk] * 6)
+
+
+async def test_close_drops_the_backlog_and_later_offers() -> None:
+    sink = FakeSink()
+    sink.accepting = False
+    sink.writable.clear()
+    outbox = Outbox(sink, limit=10)
+    outbox.offer(Outgoing(b"queued"))
+    await outbox.close()
+    sink.writable.set()
+    assert outbox.offer(Outgoing(b"late"))
+    await asyncio.sleep(0)
+    assert sink.sent == [] and len(outbox) == 0
