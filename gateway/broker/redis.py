@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -136,10 +136,14 @@ class RedisBroker:
     async def _supervise(self) -> None:
         low, high = self._backoff
         delay = low
+        this_task = asyncio.current_task()
         while True:
             try:
                 await self._session()
             except Exception as exc:  # any failure ends the session; the loop reconnects
+                if this_task is not None and this_task.cancelling():
+                    # redis-py can turn a cancellation into a timeout error: stop anyway
+                    raise asyncio.CancelledError from exc
                 if self._available:
                     log.warning("broker.disconnected error=%r", exc)
                 delay = low if self._available else min(delay * 2, high)
@@ -160,9 +164,7 @@ class RedisBroker:
             self._available = True
             self.reconnects += 1
             log.info("broker.connected url=%s", _redact(self._url))
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._read(pubsub))
-                tasks.create_task(self._synchronise(pubsub))
+            await _first_failure(self._read(pubsub), self._synchronise(pubsub))
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -241,6 +243,20 @@ class RedisBroker:
             for waiter in pending:
                 if not waiter.done():
                     waiter.set_exception(error)
+
+
+async def _first_failure(*loops: Coroutine[Any, Any, None]) -> None:
+    """Run endless loops together until one fails; cancel the others and raise its error."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+    raise ConnectionError("a broker loop ended")
 
 
 def _batches(channels: list[str]) -> Iterator[list[str]]:
