@@ -18,6 +18,7 @@ import orjson
 from starlette.websockets import WebSocket
 
 from gateway import protocol
+from gateway.auth import Principal
 from gateway.errors import (
     BROKER_UNAVAILABLE,
     FORBIDDEN,
@@ -61,16 +62,16 @@ class Connection:
         "deliver",
         "id",
         "outbox",
+        "principal",
         "replica",
-        "user",
     )
 
     def __init__(
-        self, replica: Replica, websocket: WebSocket, sink: Sink, user: str | None
+        self, replica: Replica, websocket: WebSocket, sink: Sink, principal: Principal
     ) -> None:
         self.replica = replica
         self.id = new_client_id()
-        self.user = user
+        self.principal = principal
         self.channels: dict[str, None] = {}
         self.outbox = Outbox(sink, replica.settings.max_queue)
         self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
@@ -78,6 +79,11 @@ class Connection:
         self._sink = sink
         self._closing: Disconnect | None = None
         self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def user(self) -> str | None:
+        """The user id of the connection token; None for anonymous connections."""
+        return self.principal.user
 
     @property
     def closing(self) -> bool:
@@ -222,9 +228,14 @@ class PlainTextConnection(Connection):
     __slots__ = ("_channel",)
 
     def __init__(
-        self, replica: Replica, websocket: WebSocket, sink: Sink, user: str | None, channel: str
+        self,
+        replica: Replica,
+        websocket: WebSocket,
+        sink: Sink,
+        principal: Principal,
+        channel: str,
     ) -> None:
-        super().__init__(replica, websocket, sink, user)
+        super().__init__(replica, websocket, sink, principal)
         self._channel = channel
         self.deliver = self._deliver_plain
 

@@ -10,6 +10,7 @@ import time
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
+from gateway.auth import ANONYMOUS
 from gateway.broker import Broker, create_broker
 from gateway.channels import is_valid_channel
 from gateway.commands import Commands
@@ -79,7 +80,7 @@ class Replica:
             return
         offered = websocket.scope.get("subprotocols") or ()
         await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        await self._run(ProtocolConnection(self, websocket, sink_for(websocket), user=None))
+        await self._run(ProtocolConnection(self, websocket, sink_for(websocket), ANONYMOUS))
 
     async def serve_plain_text(self, websocket: WebSocket) -> None:
         """Run a ``/websocket`` client from handshake to close."""
@@ -94,7 +95,7 @@ class Replica:
             return
         await websocket.accept()
         sink = sink_for(websocket)
-        await self._run(PlainTextConnection(self, websocket, sink, user=None, channel=channel))
+        await self._run(PlainTextConnection(self, websocket, sink, ANONYMOUS, channel=channel))
 
     async def _admit(self, websocket: WebSocket) -> bool:
         ready, reason = self.readiness()
