@@ -8,8 +8,10 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.app import create_app
+from gateway.server import GatewayServer
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.transport import GatewayWebSocketProtocol
 
@@ -49,15 +51,18 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     _configure_logging(args.log_level)
-    server = uvicorn.Server(uvicorn_config(settings, args.host, args.port, args.log_level))
-    server.run()
+    app = create_app(settings)
+    config = uvicorn_config(app, settings, args.host, args.port, args.log_level)
+    GatewayServer(config, app.state.replica).run()
     return 0
 
 
-def uvicorn_config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
+def uvicorn_config(
+    app: FastAPI, settings: Settings, host: str, port: int, log_level: str
+) -> uvicorn.Config:
     """uvicorn settings for one replica: the gateway's WebSocket protocol, pings and limits."""
     return uvicorn.Config(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         ws=GatewayWebSocketProtocol,

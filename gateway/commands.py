@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import protocol
-from gateway.errors import ErrorCode, GatewayError
+from gateway.broker.base import HistoryPolicy
+from gateway.channels import namespace_of
+from gateway.errors import SLOW_CONSUMER, ErrorCode, GatewayError
+from gateway.outbox import Outgoing
 from gateway.protocol import (
     Command,
     Connect,
@@ -15,14 +19,25 @@ from gateway.protocol import (
     Presence,
     Publish,
     Refresh,
+    StreamPosition,
     Subscribe,
     Unsubscribe,
 )
+from gateway.recovery import RecoveryBuffer, merge
 from gateway.settings import NamespaceOptions
 
 if TYPE_CHECKING:
     from gateway.connection import Connection
     from gateway.replica import Replica
+
+log = logging.getLogger(__name__)
+
+
+def history_policy(options: NamespaceOptions) -> HistoryPolicy | None:
+    """The namespace's history settings, or None where history is off."""
+    if not options.history:
+        return None
+    return HistoryPolicy(options.history_size, options.history_ttl)
 
 
 class Commands:
@@ -35,11 +50,11 @@ class Commands:
             Subscribe: self.subscribe,
             Unsubscribe: self.unsubscribe,
             Publish: self.publish,
+            Presence: self.presence,
+            History: self.history,
             Ping: self.ping,
             Connect: self.connect,
-            Presence: self.not_yet,
-            History: self.not_yet,
-            Refresh: self.not_yet,
+            Refresh: self.refresh,
         }
 
     async def run(self, connection: Connection, command: Command) -> None:
@@ -61,7 +76,7 @@ class Commands:
 
     async def subscribe(self, connection: Connection, command: Subscribe) -> None:
         channel = command.channel
-        self.namespace(channel)
+        options = self.namespace(channel)
         if channel in connection.channels:
             raise GatewayError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
         limit = self._settings.max_subscriptions
@@ -69,17 +84,58 @@ class Commands:
             raise GatewayError(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per connection"
             )
-        await connection.subscribe(channel)
-        connection.send(
-            protocol.reply(
-                "subscribed",
-                command.id,
-                channel=channel,
-                offset=0,
-                epoch="",
-                recovered=False,
-            )
-        )
+        policy = history_policy(options)
+        if policy is None or command.since is None:
+            position = await connection.subscribe(channel, policy)
+            connection.send(protocol.subscribed(command.id, channel, position, recovered=False))
+        else:
+            await self._subscribe_recovering(connection, command, command.since, policy)
+        if options.presence and not connection.closing:
+            try:
+                await self._replica.presence.join(
+                    channel,
+                    connection.id,
+                    connection.user,
+                    connection.principal.info,
+                    options.join_leave,
+                )
+            except GatewayError as exc:
+                log.info("presence.join_deferred channel=%s reason=%s", channel, exc.message)
+
+    async def _subscribe_recovering(
+        self,
+        connection: Connection,
+        command: Subscribe,
+        since: StreamPosition,
+        policy: HistoryPolicy,
+    ) -> None:
+        """Subscribe, then send what was missed after ``since`` before the live stream."""
+        channel = command.channel
+        buffer = RecoveryBuffer(connection, self._settings.max_queue)
+        joined = await connection.subscribe(channel, policy, via=buffer)
+        assert joined is not None
+        missed: list[bytes | Outgoing] | None = None
+        try:
+            if since.epoch == joined.epoch and since.offset <= joined.offset:
+                page = await self._replica.broker.read_history(channel, policy, after=since.offset)
+                if page.epoch == since.epoch and page.first <= since.offset + 1:
+                    stored: list[tuple[int, bytes | Outgoing]] = list(page.messages)
+                    live: list[tuple[int, bytes | Outgoing]] = list(buffer.pairs())
+                    merged = merge(since.offset, stored, live)
+                    missed = merged[0] if merged is not None else None
+        except GatewayError:
+            connection.unsubscribe(channel)
+            raise
+        if connection.closing:
+            return
+        connection.send(protocol.subscribed(command.id, channel, joined, missed is not None))
+        for item in missed if missed is not None else buffer.messages:
+            if isinstance(item, bytes):
+                connection.send(item)
+            elif not connection.deliver(item):
+                connection.close(SLOW_CONSUMER)
+                return
+        connection.take_over(channel, buffer)
 
     async def unsubscribe(self, connection: Connection, command: Unsubscribe) -> None:
         if command.channel not in connection.channels:
@@ -89,10 +145,15 @@ class Commands:
 
     async def publish(self, connection: Connection, command: Publish) -> None:
         head = protocol.message_head(command.channel, command.data, connection.id, connection.user)
-        await self.publish_frame(connection, command.channel, head)
-        connection.send(protocol.reply("published", command.id, channel=command.channel))
+        position = await self.publish_frame(connection, command.channel, head)
+        fields: dict[str, Any] = {"channel": command.channel}
+        if position is not None:
+            fields["offset"] = position.offset
+        connection.send(protocol.reply("published", command.id, **fields))
 
-    async def publish_frame(self, connection: Connection, channel: str, head: bytes) -> None:
+    async def publish_frame(
+        self, connection: Connection, channel: str, head: bytes
+    ) -> StreamPosition | None:
         """Publish a message built by `protocol.message_head` on behalf of ``connection``.
 
         Raises:
@@ -102,13 +163,47 @@ class Commands:
         options = self.namespace(channel)
         if not options.publish:
             raise GatewayError(ErrorCode.FORBIDDEN, f"clients may not publish to {channel!r}")
-        frame = protocol.close_message(head)
-        if len(frame) > self._settings.max_message_bytes:
+        return await self._replica.publish(channel, head, options)
+
+    async def presence(self, connection: Connection, command: Presence) -> None:
+        options = self.namespace(command.channel)
+        if not options.presence:
             raise GatewayError(
-                ErrorCode.TOO_LARGE,
-                f"the message would exceed {self._settings.max_message_bytes} bytes",
+                ErrorCode.BAD_REQUEST,
+                f"presence is off in namespace {namespace_of(command.channel)!r}",
             )
-        await self._replica.broker.publish(channel, frame)
+        clients = await self._replica.presence.members(command.channel, options.join_leave)
+        connection.send(
+            protocol.reply("presence", command.id, channel=command.channel, clients=clients)
+        )
+
+    async def history(self, connection: Connection, command: History) -> None:
+        channel = command.channel
+        policy = history_policy(self.namespace(channel))
+        if policy is None:
+            raise GatewayError(
+                ErrorCode.BAD_REQUEST, f"history is off in namespace {namespace_of(channel)!r}"
+            )
+        limit = policy.size if command.limit is None else min(command.limit, policy.size)
+        broker = self._replica.broker
+        since = command.since
+        if since is None:
+            page = await broker.read_history(channel, policy, limit=limit)
+        else:
+            page = await broker.read_history(channel, policy, after=since.offset, limit=limit)
+            if page.epoch != since.epoch:
+                raise GatewayError(
+                    ErrorCode.BAD_REQUEST,
+                    f"since.epoch {since.epoch!r} is not the channel's epoch {page.epoch!r}: "
+                    "that history was lost; re-sync",
+                )
+            if since.offset > page.top:
+                raise GatewayError(
+                    ErrorCode.BAD_REQUEST,
+                    f"since.offset {since.offset} is beyond the channel's latest offset {page.top}",
+                )
+        frames = [frame for _, frame in page.messages]
+        connection.send(protocol.history_reply(command.id, channel, page.position, frames))
 
     async def ping(self, connection: Connection, command: Ping) -> None:
         connection.send(protocol.reply("pong", command.id))
@@ -116,6 +211,5 @@ class Commands:
     async def connect(self, connection: Connection, command: Connect) -> None:
         raise GatewayError(ErrorCode.BAD_REQUEST, "already connected: connect must come first")
 
-    async def not_yet(self, connection: Connection, command: Command) -> None:
-        op = type(command).__name__.lower()
-        raise GatewayError(ErrorCode.BAD_REQUEST, f"op {op!r} is not supported by this replica")
+    async def refresh(self, connection: Connection, command: Refresh) -> None:
+        raise GatewayError(ErrorCode.BAD_REQUEST, "refresh needs authentication, which is off")

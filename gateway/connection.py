@@ -19,6 +19,8 @@ from starlette.websockets import WebSocket
 
 from gateway import protocol
 from gateway.auth import Principal
+from gateway.broker.base import HistoryPolicy
+from gateway.commands import history_policy
 from gateway.errors import (
     BROKER_UNAVAILABLE,
     FORBIDDEN,
@@ -34,8 +36,10 @@ from gateway.errors import (
     GatewayError,
 )
 from gateway.outbox import Outbox, Outgoing, Sink
+from gateway.protocol import StreamPosition
 
 if TYPE_CHECKING:
+    from gateway.hub import Subscriber
     from gateway.replica import Replica
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,7 @@ class Connection:
         self.replica = replica
         self.id = new_client_id()
         self.principal = principal
-        self.channels: dict[str, None] = {}
+        self.channels: dict[str, Subscriber] = {}
         self.outbox = Outbox(sink, replica.settings.max_queue)
         self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
         self._websocket = websocket
@@ -99,27 +103,42 @@ class Connection:
         """Answer a failed command."""
         self.send(protocol.error(error))
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(
+        self, channel: str, history: HistoryPolicy | None, via: Subscriber | None = None
+    ) -> StreamPosition | None:
         """Join a channel on this replica's hub; returns once publications flow.
+
+        ``via`` stands in for the connection in the hub until `take_over` (recovery).
+        Returns the channel's position at joining on channels with history.
 
         Raises:
             GatewayError: `unavailable` when the broker could not subscribe.
         """
         hub = self.replica.hub
-        self.channels[channel] = None
+        subscriber = via if via is not None else self
+        self.channels[channel] = subscriber
         try:
-            await hub.subscribe(channel, self)
+            position = await hub.subscribe(channel, subscriber, history)
         except BaseException:
-            self.channels.pop(channel, None)
+            if self.channels.get(channel) is subscriber:
+                del self.channels[channel]
             raise
         if self._closing is not None:
-            hub.unsubscribe(channel, self)
+            hub.unsubscribe(channel, subscriber)
+        return position
+
+    def take_over(self, channel: str, via: Subscriber) -> None:
+        """Receive a channel's publications directly instead of through ``via``."""
+        if self.channels.get(channel) is via:
+            self.channels[channel] = self
+            self.replica.hub.replace(channel, via, self)
 
     def unsubscribe(self, channel: str) -> None:
         """Leave a channel."""
-        if channel in self.channels:
-            del self.channels[channel]
-            self.replica.hub.unsubscribe(channel, self)
+        subscriber = self.channels.pop(channel, None)
+        if subscriber is not None:
+            self.replica.hub.unsubscribe(channel, subscriber)
+            self.replica.presence.leave(channel, self.id)
 
     def close(self, reason: Disconnect) -> None:
         """Begin closing: leave every channel now, then send `disconnect` and close the socket."""
@@ -174,10 +193,11 @@ class Connection:
         await self._sink.close(protocol.disconnect(reason), int(reason.code), reason.reason)
 
     def _leave_all(self) -> None:
-        hub = self.replica.hub
+        hub, presence = self.replica.hub, self.replica.presence
         channels, self.channels = self.channels, {}
-        for channel in channels:
-            hub.unsubscribe(channel, self)
+        for channel, subscriber in channels.items():
+            hub.unsubscribe(channel, subscriber)
+            presence.leave(channel, self.id)
 
     async def _finish(self) -> None:
         if self._closing is None:
@@ -240,7 +260,8 @@ class PlainTextConnection(Connection):
         self.deliver = self._deliver_plain
 
     async def opened(self) -> None:
-        await self.subscribe(self._channel)
+        options = self.replica.commands.namespace(self._channel)
+        await self.subscribe(self._channel, history_policy(options))
 
     async def on_text(self, text: str) -> None:
         head = protocol.message_head(self._channel, text, self.id, self.user)

@@ -32,11 +32,13 @@ class Outgoing:
     Built once per publication per replica and shared by every local subscriber.
     """
 
-    __slots__ = ("frame", "payload", "plain")
+    __slots__ = ("frame", "offset", "payload", "plain")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, offset: int = 0) -> None:
         self.payload = payload
         self.frame = text_frame(payload)
+        self.offset = offset
+        """The message's offset on a channel with history; 0 otherwise."""
         self.plain: Outgoing | Literal[False] | None = False
         """The plain-text form for `/websocket` clients, computed on first use (False: not yet)."""
 

@@ -265,6 +265,33 @@ def message_head(channel: str, data: Any, client: str | None, user: str | None) 
     return orjson.dumps(frame)[:-1]
 
 
+def presence_head(op: str, channel: str, client: str, user: str | None, info: Any = None) -> bytes:
+    """A `join` or `leave` event without its closing brace (completed by `close_message`)."""
+    frame: dict[str, Any] = {"op": op, "channel": channel, "client": client, "user": user}
+    if info is not None:
+        frame["info"] = info
+    return orjson.dumps(frame)[:-1]
+
+
+def subscribed(
+    command_id: CommandId, channel: str, position: StreamPosition | None, recovered: bool
+) -> bytes:
+    """The reply to `subscribe`; channels without history report offset 0 and epoch ""."""
+    offset, epoch = (position.offset, position.epoch) if position else (0, "")
+    return reply(
+        "subscribed", command_id, channel=channel, offset=offset, epoch=epoch, recovered=recovered
+    )
+
+
+def history_reply(
+    command_id: CommandId, channel: str, position: StreamPosition, frames: list[bytes]
+) -> bytes:
+    """The reply to `history`, splicing the stored message frames in without re-encoding."""
+    head = reply("history", command_id, channel=channel, offset=position.offset)[:-1]
+    epoch = orjson.dumps(position.epoch)
+    return b'%s,"epoch":%s,"messages":[%s]}' % (head, epoch, b",".join(frames))
+
+
 def close_message(head: bytes, position: StreamPosition | None = None) -> bytes:
     """Complete a frame built by `message_head`, with its position in history if it has one."""
     if position is None:

@@ -13,18 +13,23 @@ from starlette.websockets import WebSocket
 from gateway.auth import ANONYMOUS
 from gateway.broker import Broker, create_broker
 from gateway.channels import is_valid_channel
-from gateway.commands import Commands
+from gateway.commands import Commands, history_policy
 from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
-from gateway.errors import SHUTDOWN
+from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
 from gateway.hub import Hub
-from gateway.protocol import SUBPROTOCOL
-from gateway.settings import Settings
+from gateway.presence import Presence
+from gateway.protocol import SUBPROTOCOL, StreamPosition
+from gateway.settings import NamespaceOptions, Settings
 from gateway.transport import sink_for
 
 log = logging.getLogger(__name__)
 
 STOP_DEADLINE = 5.0
 """Seconds `Replica.stop` waits for connections to close before stopping the broker."""
+DRAIN_STEPS_PER_SECOND = 10
+"""How finely a drain spreads its closes over the drain window."""
+POSITION_BYTES = 64
+"""Room kept for the offset and epoch a stored message gains."""
 
 
 class Replica:
@@ -34,6 +39,7 @@ class Replica:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
         self.hub = Hub(self.broker)
+        self.presence = Presence(self.broker, settings.presence_ttl)
         self.commands = Commands(self)
         self.connections: dict[str, Connection] = {}
         self.started_at = time.time()
@@ -59,6 +65,7 @@ class Replica:
     async def start(self) -> None:
         """Connect the broker (in the background) and begin accepting clients."""
         await self.broker.start(self.hub)
+        self.presence.start()
         self._running = True
         log.info("replica.started node=%s broker=%s", self.settings.node_id, _broker_kind(self))
 
@@ -67,12 +74,47 @@ class Replica:
         self._running = False
         for connection in list(self.connections.values()):
             connection.close(SHUTDOWN)
+        await self._wait_for_connections(STOP_DEADLINE)
+        await self.presence.close()
+        await self.hub.close()
+        await self.broker.close()
+        log.info("replica.stopped node=%s", self.settings.node_id)
+
+    async def drain(self) -> None:
+        """Stop being ready at once, then close every client with 1012, spread over
+        ``drain_seconds`` so they do not all reconnect to the other replicas at the same
+        moment, and wait (briefly) for the last ones to go."""
+        self.draining = True
+        connections = list(self.connections.values())
+        log.info("replica.draining node=%s clients=%d", self.settings.node_id, len(connections))
+        window = self.settings.drain_seconds
+        steps = max(1, min(len(connections), int(window * DRAIN_STEPS_PER_SECOND)))
+        for step in range(steps):
+            for connection in connections[step::steps]:
+                connection.close(DRAIN)
+            if step < steps - 1:
+                await asyncio.sleep(window / steps)
+        await self._wait_for_connections(STOP_DEADLINE)
+
+    async def publish(
+        self, channel: str, head: bytes, options: NamespaceOptions
+    ) -> StreamPosition | None:
+        """Publish a message built by `protocol.message_head`, storing it where history is on.
+
+        Raises:
+            GatewayError: `too_large` over the size limit, `unavailable` when the broker
+                did not accept it.
+        """
+        limit = self.settings.max_message_bytes
+        if len(head) + POSITION_BYTES > limit:
+            raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {limit} bytes")
+        return await self.broker.publish(channel, head, history_policy(options))
+
+    async def _wait_for_connections(self, seconds: float) -> None:
         if self.connections:
             self._all_closed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._all_closed.wait(), STOP_DEADLINE)
-        await self.broker.close()
-        log.info("replica.stopped node=%s", self.settings.node_id)
+                await asyncio.wait_for(self._all_closed.wait(), seconds)
 
     async def serve_protocol(self, websocket: WebSocket) -> None:
         """Run a ``/ws`` client from handshake to close."""

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(default=10, ge=0)
     connect_timeout: float = Field(default=10, gt=0)
     broker_timeout: float = Field(default=5, gt=0)
+    presence_ttl: float = Field(default=15, gt=0)
     permessage_deflate: bool = False
     strict_namespaces: bool = False
     namespaces: dict[str, NamespaceOptions] = Field(default_factory=dict)

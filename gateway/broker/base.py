@@ -1,28 +1,96 @@
-"""The broker contract every backend fulfils, and the values that cross it."""
+"""The broker contract every backend fulfils, and the values that cross it.
+
+What travels on a channel's pub/sub topic is an *envelope*: the complete frame clients
+receive, preceded on channels with history by a one-line header ``#<offset>:<epoch>\\n``
+that lets a replica check continuity without decoding the JSON (see `parse_envelope`).
+"""
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from gateway.protocol import StreamPosition
+
+HISTORY_MARK = 0x23  # "#": an envelope with a position header
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """How much of a channel's history is kept: ``size`` messages for ``ttl`` seconds."""
+
+    size: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A consistent read of a channel's history.
+
+    ``top`` is the latest offset (0 before the first publication), ``first`` the oldest
+    offset still retained (``top + 1`` when nothing is), ``messages`` the requested
+    ``(offset, frame)`` pairs in offset order.
+    """
+
+    epoch: str
+    top: int
+    first: int
+    messages: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @property
+    def position(self) -> StreamPosition:
+        return StreamPosition(self.top, self.epoch)
+
+
+def new_epoch() -> str:
+    """A fresh epoch: random, short, and safe to splice into JSON without escaping."""
+    return secrets.token_hex(6)
+
+
+def envelope(frame: bytes, position: StreamPosition | None) -> bytes:
+    """What a publication looks like on the pub/sub topic."""
+    if position is None:
+        return frame
+    return b"#%d:%s\n%s" % (position.offset, position.epoch.encode(), frame)
+
+
+def parse_envelope(data: bytes) -> tuple[int, str, bytes]:
+    """Split an envelope into ``(offset, epoch, frame)``; offset 0 and epoch "" without header."""
+    if not data or data[0] != HISTORY_MARK:
+        return 0, "", data
+    newline = data.index(b"\n")
+    offset, _, epoch = data[1:newline].partition(b":")
+    return int(offset), epoch.decode(), data[newline + 1 :]
 
 
 class BrokerHandler(Protocol):
     """Receives what the broker pushes; called from the broker's reader, must never await."""
 
-    def on_publication(self, channel: str, frame: bytes) -> None:
-        """A publication on a channel this replica holds, as the complete frame for clients."""
+    def on_publication(self, channel: str, envelope: bytes) -> None:
+        """A publication on a channel this replica holds (see the module docstring)."""
+        ...
+
+    def on_reconnected(self) -> None:
+        """The broker is back after an outage and holds every channel again.
+
+        Publications made meanwhile were not delivered; the handler repairs what it can.
+        """
         ...
 
 
 class Broker(Protocol):
-    """Publish/subscribe between replicas.
+    """Publish/subscribe between replicas, with per-channel history and presence.
 
     Delivery is at most once per replica subscription; a replica holds one broker
-    subscription per channel however many local clients want it.
+    subscription per channel however many local clients want it. On channels with
+    history, storing a publication, assigning its offset and publishing it are one atomic
+    step, so offsets are consecutive per channel and nothing is published unstored.
     """
 
     @property
     def available(self) -> bool:
-        """False while the backend is unreachable: publishes and subscribes fail at once."""
+        """False while the backend is unreachable: calls fail at once with `unavailable`."""
         ...
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -48,10 +116,55 @@ class Broker(Protocol):
         """
         ...
 
-    async def publish(self, channel: str, frame: bytes) -> None:
-        """Send a complete frame to every replica holding ``channel``; returns once accepted.
+    async def publish(
+        self, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> StreamPosition | None:
+        """Publish a message frame built by `protocol.message_head` to every replica.
+
+        With a history policy the message is first stored with the next offset of the
+        channel, and its position is returned. Returns once the backend accepted it.
 
         Raises:
             GatewayError: `unavailable` when the backend did not accept it.
+        """
+        ...
+
+    async def read_history(
+        self,
+        channel: str,
+        history: HistoryPolicy,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        """Read a channel's history in one consistent step.
+
+        With ``after``, the messages with a greater offset (the oldest ``limit`` of them);
+        without it, the newest ``limit`` (none when ``limit`` is None). A channel with no
+        history yet gets its epoch here, so a subscriber's position stays valid when the
+        first message is published.
+
+        Raises:
+            GatewayError: `unavailable` when the backend cannot be reached.
+        """
+        ...
+
+    async def presence_add(self, channel: str, client: str, entry: bytes, ttl: float) -> None:
+        """Record a subscribed client (``entry`` is its JSON `{user, info}`) for ``ttl`` seconds."""
+        ...
+
+    async def presence_remove(self, channel: str, client: str) -> None:
+        """Forget a client that left the channel."""
+        ...
+
+    async def presence_refresh(self, members: list[tuple[str, str, bytes]], ttl: float) -> None:
+        """Extend the life of the ``(channel, client, entry)`` this replica still serves."""
+        ...
+
+    async def presence(self, channel: str) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+        """Who is subscribed, as ``{client: entry}``, dropping entries whose time ran out.
+
+        Also returns the ``(client, entry)`` pairs dropped by this call, so the caller can
+        announce that they left.
         """
         ...

@@ -20,6 +20,22 @@ class KeySpace:
         """The Redis pub/sub channel carrying a gateway channel's publications."""
         return f"{self._topic_head}{channel}}}"
 
+    def meta(self, channel: str) -> str:
+        """Hash of a channel's history state: ``epoch`` and ``top`` (the latest offset)."""
+        return f"{self._topic_head}{channel}}}:meta"
+
+    def stream(self, channel: str) -> str:
+        """Stream of a channel's retained messages; entry ids are ``<offset>-0``."""
+        return f"{self._topic_head}{channel}}}:hist"
+
+    def presence(self, channel: str) -> str:
+        """Hash ``client -> {user, info}`` of a channel's subscribers."""
+        return f"{self._topic_head}{channel}}}:presence"
+
+    def presence_expiry(self, channel: str) -> str:
+        """Sorted set ``client -> expiry (ms)`` beside `presence`."""
+        return f"{self._topic_head}{channel}}}:presence:exp"
+
     def channel_of(self, topic: str) -> str | None:
         """The gateway channel of a pub/sub topic, or None for a name that is not a topic."""
         if topic.startswith(self._topic_head) and topic.endswith("}"):

@@ -20,12 +20,16 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from gateway.broker.base import Broker, BrokerHandler
+from gateway import protocol
+from gateway.broker import scripts
+from gateway.broker.base import Broker, BrokerHandler, HistoryPage, HistoryPolicy, new_epoch
 from gateway.broker.keys import KeySpace
 from gateway.errors import ErrorCode, GatewayError
+from gateway.protocol import StreamPosition
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ class RedisBroker:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._dirty = asyncio.Event()
         self._last_pong = 0.0
+        self._restoring = False
+        self._restore_sent = False
         self.reconnects = 0
 
     @property
@@ -89,6 +95,11 @@ class RedisBroker:
             retry=no_retry,
             max_connections=1,
         )
+        self._publish_script = self._commands.register_script(scripts.PUBLISH_WITH_HISTORY)
+        self._read_script = self._commands.register_script(scripts.READ_HISTORY)
+        self._presence_add_script = self._commands.register_script(scripts.PRESENCE_ADD)
+        self._presence_refresh_script = self._commands.register_script(scripts.PRESENCE_REFRESH)
+        self._presence_read_script = self._commands.register_script(scripts.PRESENCE_READ)
         self._supervisor = asyncio.create_task(self._supervise(), name="redis-broker")
 
     async def close(self) -> None:
@@ -122,16 +133,110 @@ class RedisBroker:
         self._wanted.discard(channel)
         self._dirty.set()
 
-    async def publish(self, channel: str, frame: bytes) -> None:
-        if not self._available or self._commands is None:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+    async def publish(
+        self, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> StreamPosition | None:
+        commands = self._connected()
+        topic = self._keys.topic(channel)
         try:
-            await self._commands.publish(self._keys.topic(channel), frame)
+            if history is None:
+                await commands.publish(topic, protocol.close_message(head))
+                return None
+            top, epoch = await self._publish_script(
+                keys=[self._keys.meta(channel), self._keys.stream(channel)],
+                args=[head, history.size, _ms(history.ttl), new_epoch(), topic, "PUBLISH"],
+                client=commands,
+            )
         except (RedisError, OSError) as exc:
             log.warning("broker.publish_failed channel=%s error=%r", channel, exc)
             raise GatewayError(
                 ErrorCode.UNAVAILABLE, "the broker did not accept the publication"
             ) from None
+        return StreamPosition(int(top), epoch.decode())
+
+    async def read_history(
+        self,
+        channel: str,
+        history: HistoryPolicy,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        commands = self._connected()
+        try:
+            reply = await self._read_script(
+                keys=[self._keys.meta(channel), self._keys.stream(channel)],
+                args=[
+                    new_epoch(),
+                    _ms(history.ttl),
+                    -1 if after is None else after,
+                    -1 if limit is None else limit,
+                ],
+                client=commands,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("broker.history_failed channel=%s error=%r", channel, exc)
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker could not read history") from None
+        epoch, top, first, *entries = reply
+        messages = [
+            (int(entries[index].split(b"-", 1)[0]), entries[index + 1])
+            for index in range(0, len(entries), 2)
+        ]
+        if after is None:
+            messages.reverse()
+        return HistoryPage(epoch.decode(), int(top), int(first), messages)
+
+    async def presence_add(self, channel: str, client: str, entry: bytes, ttl: float) -> None:
+        await self._presence_call(self._presence_add_script, channel, [client, entry, _ms(ttl)])
+
+    async def presence_remove(self, channel: str, client: str) -> None:
+        commands = self._connected()
+        try:
+            async with commands.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._keys.presence(channel), client)
+                pipe.zrem(self._keys.presence_expiry(channel), client)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise GatewayError(ErrorCode.UNAVAILABLE, f"presence update failed: {exc}") from None
+
+    async def presence_refresh(self, members: list[tuple[str, str, bytes]], ttl: float) -> None:
+        by_channel: dict[str, list[str | bytes]] = {}
+        for channel, client, entry in members:
+            by_channel.setdefault(channel, []).extend((client, entry))
+        commands = self._connected()
+        try:
+            async with commands.pipeline(transaction=False) as pipe:
+                for channel, pairs in by_channel.items():
+                    await self._presence_refresh_script(
+                        keys=self._presence_keys(channel), args=[_ms(ttl), *pairs], client=pipe
+                    )
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise GatewayError(ErrorCode.UNAVAILABLE, f"presence refresh failed: {exc}") from None
+
+    async def presence(self, channel: str) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+        reply = await self._presence_call(self._presence_read_script, channel, [])
+        expired_count = int(reply[0])
+        pairs = reply[1:]
+        expired = [(pairs[i].decode(), pairs[i + 1]) for i in range(0, 2 * expired_count, 2)]
+        live = pairs[2 * expired_count :]
+        entries = {live[i].decode(): live[i + 1] for i in range(0, len(live), 2)}
+        return entries, expired
+
+    def _connected(self) -> Redis:
+        if not self._available or self._commands is None:
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        return self._commands
+
+    def _presence_keys(self, channel: str) -> list[str]:
+        return [self._keys.presence(channel), self._keys.presence_expiry(channel)]
+
+    async def _presence_call(self, script: AsyncScript, channel: str, args: list[Any]) -> Any:
+        commands = self._connected()
+        try:
+            return await script(keys=self._presence_keys(channel), args=args, client=commands)
+        except (RedisError, OSError) as exc:
+            raise GatewayError(ErrorCode.UNAVAILABLE, f"presence call failed: {exc}") from None
 
     async def _supervise(self) -> None:
         low, high = self._backoff
@@ -160,6 +265,8 @@ class RedisBroker:
             self._live.clear()
             self._unacked.clear()
             self._last_pong = asyncio.get_running_loop().time()
+            self._restoring = True
+            self._restore_sent = False
             self._dirty.set()
             self._available = True
             self.reconnects += 1
@@ -183,7 +290,10 @@ class RedisBroker:
             if kind == "message":
                 channel = channel_of(message["channel"].decode())
                 if channel in wanted:
-                    deliver(channel, message["data"])
+                    try:
+                        deliver(channel, message["data"])
+                    except Exception:
+                        log.exception("broker.handler_failed channel=%s", channel)
             elif kind == "subscribe":
                 channel = channel_of(message["channel"].decode())
                 if channel is not None:
@@ -218,6 +328,19 @@ class RedisBroker:
                 for channel in batch:
                     self._unacked[channel] = self._unacked.get(channel, 0) + 1
                 await pubsub.execute_command("SUBSCRIBE", *map(self._keys.topic, batch))
+            if self._restoring:
+                self._restore_sent = True
+                self._check_restored()
+
+    def _check_restored(self) -> None:
+        """After a (re)connection: once every channel is held again, let the handler repair."""
+        if self._restoring and self._restore_sent and not self._unacked:
+            self._restoring = False
+            assert self._handler is not None
+            try:
+                self._handler.on_reconnected()
+            except Exception:
+                log.exception("broker.handler_failed on_reconnected")
 
     def _acknowledge(self, channel: str) -> None:
         """Redis confirmed a SUBSCRIBE; the channel is live once every one sent is confirmed."""
@@ -231,6 +354,7 @@ class RedisBroker:
             for waiter in self._waiters.pop(channel, ()):
                 if not waiter.done():
                     waiter.set_result(None)
+        self._check_restored()
 
     def _set_unavailable(self) -> None:
         self._available = False
@@ -257,6 +381,10 @@ async def _first_failure(*loops: Coroutine[Any, Any, None]) -> None:
     for task in done:
         task.result()
     raise ConnectionError("a broker loop ended")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _batches(channels: list[str]) -> Iterator[list[str]]:

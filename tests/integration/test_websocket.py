@@ -37,21 +37,24 @@ async def test_publish_reaches_subscribers_with_from(gateway: LocalGateway) -> N
         await ProtocolClient.connect(gateway.ws_url) as bob,
     ):
         subscribed = await alice.subscribe("chat:lobby")
+        epoch = subscribed.pop("epoch")
         assert subscribed == {
             "op": "subscribed",
             "id": 1,
             "channel": "chat:lobby",
             "offset": 0,
-            "epoch": "",
             "recovered": False,
         }
+        assert isinstance(epoch, str) and epoch
         published = await bob.publish("chat:lobby", {"text": "hi"})
-        assert published == {"op": "published", "id": 1, "channel": "chat:lobby"}
+        assert published == {"op": "published", "id": 1, "channel": "chat:lobby", "offset": 1}
         [message] = await alice.messages(1)
         assert message == {
             "op": "message",
             "channel": "chat:lobby",
             "data": {"text": "hi"},
+            "offset": 1,
+            "epoch": epoch,
             "from": {"client": bob.client_id, "user": None},
         }
 

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from gateway.app import create_app
 from gateway.cli import uvicorn_config
 from gateway.replica import Replica
 from gateway.settings import Settings
@@ -45,10 +46,10 @@ class LocalGateway:
 async def serve_in_process(settings: Settings, ws: Any = None) -> AsyncIterator[LocalGateway]:
     """Serve ``create_app(settings)``; ``ws`` replaces the gateway's WebSocket protocol."""
     port = free_port()
-    config = uvicorn_config(settings, "127.0.0.1", port, "warning")
+    app = create_app(settings)
+    config = uvicorn_config(app, settings, "127.0.0.1", port, "warning")
     if ws is not None:
         config.ws = ws
-    app = config.app
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

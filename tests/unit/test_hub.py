@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
+from gateway import protocol
+from gateway.broker.base import HistoryPolicy, envelope
 from gateway.broker.memory import MemoryBroker
 from gateway.errors import SLOW_CONSUMER, Disconnect, ErrorCode, GatewayError
 from gateway.hub import Hub
 from gateway.outbox import Outgoing
+from gateway.protocol import StreamPosition
+from tests.support.net import wait_until
 
 
 class FakeSubscriber:
@@ -68,7 +73,7 @@ async def test_publication_reaches_every_local_subscriber(
     subscribers = [FakeSubscriber() for _ in range(3)]
     for subscriber in subscribers:
         await hub.subscribe("chat", subscriber)
-    await broker.publish("chat", b'{"op":"message"}')
+    hub.on_publication("chat", b'{"op":"message"}')
     assert all(s.received == [b'{"op":"message"}'] for s in subscribers)
     assert hub.delivered == 3
 
@@ -113,7 +118,7 @@ async def test_slow_subscriber_is_closed_and_others_get_everything(
     await hub.subscribe("chat", slow)
     await hub.subscribe("chat", fine)
     for index in range(5):
-        await broker.publish("chat", b"%d" % index)
+        hub.on_publication("chat", b"%d" % index)
     assert slow.closed is SLOW_CONSUMER
     assert fine.received == [b"0", b"1", b"2", b"3", b"4"] and fine.closed is None
     assert hub.slow_consumers >= 1
@@ -136,5 +141,92 @@ async def test_frame_is_built_once_for_all_subscribers(hub: Hub, broker: Recordi
 
     for _ in range(3):
         await hub.subscribe("chat", Spy())
-    await broker.publish("chat", b"{}")
+    hub.on_publication("chat", b"{}")
     assert len({id(message) for message in seen}) == 1
+
+
+# Continuity on channels with history.
+
+POLICY = HistoryPolicy(size=100, ttl=60)
+
+
+def offsets(subscriber: FakeSubscriber) -> list[int]:
+    return [orjson.loads(payload)["offset"] for payload in subscriber.received]
+
+
+async def publish(broker: MemoryBroker, channel: str, n: int) -> StreamPosition | None:
+    head = protocol.message_head(channel, n, "c", None)
+    return await broker.publish(channel, head, POLICY)
+
+
+async def test_history_channel_position_is_known_at_join(hub: Hub, broker: RecordingBroker) -> None:
+    for n in range(3):
+        await publish(broker, "h", n)
+    position = await hub.subscribe("h", FakeSubscriber(), POLICY)
+    assert position is not None and position.offset == 3
+    assert hub.position("h") == position
+
+
+async def test_duplicates_are_dropped(hub: Hub, broker: RecordingBroker) -> None:
+    subscriber = FakeSubscriber()
+    await hub.subscribe("h", subscriber, POLICY)
+    position = await publish(broker, "h", 1)
+    assert position is not None
+    frame = subscriber.received[0]
+    hub.on_publication("h", envelope(frame, position))
+    assert offsets(subscriber) == [1]
+
+
+async def test_skipped_offsets_are_read_from_history_before_newer_ones(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    subscriber = FakeSubscriber()
+    await hub.subscribe("h", subscriber, POLICY)
+    broker.unsubscribe("h")  # the replica stops hearing the channel: publications are missed
+    for n in range(4):
+        await publish(broker, "h", n)
+    await broker.subscribe("h")
+    await publish(broker, "h", 4)  # offset 5 arrives; 1-4 were missed
+    await wait_until(lambda: len(subscriber.received) == 5, 5, "repair")
+    assert offsets(subscriber) == [1, 2, 3, 4, 5]
+    assert hub.repairs == 1
+
+
+async def test_reconnection_repairs_every_history_channel(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    subscriber = FakeSubscriber()
+    await hub.subscribe("h", subscriber, POLICY)
+    broker.unsubscribe("h")
+    for n in range(3):
+        await publish(broker, "h", n)
+    await broker.subscribe("h")
+    hub.on_reconnected()
+    await wait_until(lambda: len(subscriber.received) == 3, 5, "repair after reconnect")
+    assert offsets(subscriber) == [1, 2, 3]
+
+
+async def test_new_epoch_is_followed_from_its_start(hub: Hub, broker: RecordingBroker) -> None:
+    subscriber = FakeSubscriber()
+    await hub.subscribe("h", subscriber, POLICY)
+    await publish(broker, "h", 0)
+    first = hub.position("h")
+    hub.on_publication("h", envelope(b'{"op":"message","n":"a"}', StreamPosition(1, "new")))
+    hub.on_publication("h", envelope(b'{"op":"message","n":"b"}', StreamPosition(2, "new")))
+    assert first is not None and hub.position("h") == StreamPosition(2, "new")
+    assert len(subscriber.received) == 3
+
+
+async def test_publications_during_seeding_are_held_then_released(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    await publish(broker, "h", 0)
+    broker.gate = asyncio.Event()
+    subscriber = FakeSubscriber()
+    joining = asyncio.create_task(hub.subscribe("h", subscriber, POLICY))
+    await asyncio.sleep(0)
+    broker.gate.set()
+    position = await joining
+    assert position is not None and position.offset == 1
+    await publish(broker, "h", 1)
+    assert offsets(subscriber) == [2]
