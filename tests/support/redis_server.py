@@ -47,6 +47,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.dir),
+                "--logfile", str(self.dir / "redis.log"),
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
