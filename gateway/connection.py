@@ -262,6 +262,10 @@ class PlainTextConnection(Connection):
     async def opened(self) -> None:
         options = self.replica.commands.namespace(self._channel)
         await self.subscribe(self._channel, history_policy(options))
+        if options.presence:
+            await self.replica.presence.join(
+                self._channel, self.id, self.user, self.principal.info, options.join_leave
+            )
 
     async def on_text(self, text: str) -> None:
         head = protocol.message_head(self._channel, text, self.id, self.user)
