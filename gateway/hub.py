@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from gateway.broker.base import HISTORY_MARK, Broker, HistoryPolicy, parse_envelope
+from gateway.broker.base import Broker, HistoryPolicy, parse_envelope
 from gateway.errors import SLOW_CONSUMER, Disconnect, GatewayError
 from gateway.outbox import Outgoing
 from gateway.protocol import StreamPosition
@@ -66,10 +67,14 @@ class _Members:
 
 
 class Hub:
-    """Who on this replica is subscribed to what, and delivery to them."""
+    """Who on this replica is subscribed to what, and delivery to them.
 
-    def __init__(self, broker: Broker) -> None:
+    ``on_latency``, if given, gets each arriving publication's age in seconds.
+    """
+
+    def __init__(self, broker: Broker, on_latency: Callable[[float], None] | None = None) -> None:
         self._broker = broker
+        self._on_latency = on_latency
         self._channels: dict[str, _Members] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.slow_consumers = 0
@@ -146,11 +151,12 @@ class Hub:
         members = self._channels.get(channel)
         if members is None:
             return
-        if envelope[0] != HISTORY_MARK:
-            self._fan_out(members, Outgoing(envelope))
-            return
-        offset, epoch, frame = parse_envelope(envelope)
-        if members.held is not None:
+        offset, epoch, published_at, frame = parse_envelope(envelope)
+        if published_at and self._on_latency is not None:
+            self._on_latency(max(0.0, time.time() - published_at / 1e6))
+        if not offset:
+            self._fan_out(members, Outgoing(frame))
+        elif members.held is not None:
             members.held.append((offset, epoch, frame))
         else:
             self._accept(channel, members, offset, epoch, frame)

@@ -1,19 +1,23 @@
 """The broker contract every backend fulfils, and the values that cross it.
 
 What travels on a channel's pub/sub topic is an *envelope*: the complete frame clients
-receive, preceded on channels with history by a one-line header ``#<offset>:<epoch>\\n``
-that lets a replica check continuity without decoding the JSON (see `parse_envelope`).
+receive, preceded by a one-line header a replica reads without decoding the JSON:
+``#<offset>:<epoch>:<published at>\\n`` on channels with history (continuity checks), else
+``!<published at>\\n``. The publication time (microseconds since the Unix epoch, on the
+publishing replica's clock) feeds the publish-to-deliver latency metric.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.protocol import StreamPosition
 
 HISTORY_MARK = 0x23  # "#": an envelope with a position header
+TIME_MARK = 0x21  # "!": an envelope with only the publication time
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +52,31 @@ def new_epoch() -> str:
     return secrets.token_hex(6)
 
 
-def envelope(frame: bytes, position: StreamPosition | None) -> bytes:
+def now_us() -> int:
+    """The publication time stamped on envelopes."""
+    return time.time_ns() // 1000
+
+
+def envelope(frame: bytes, position: StreamPosition | None, published_at: int) -> bytes:
     """What a publication looks like on the pub/sub topic."""
     if position is None:
-        return frame
-    return b"#%d:%s\n%s" % (position.offset, position.epoch.encode(), frame)
+        return b"!%d\n%s" % (published_at, frame)
+    return b"#%d:%s:%d\n%s" % (position.offset, position.epoch.encode(), published_at, frame)
 
 
-def parse_envelope(data: bytes) -> tuple[int, str, bytes]:
-    """Split an envelope into ``(offset, epoch, frame)``; offset 0 and epoch "" without header."""
-    if not data or data[0] != HISTORY_MARK:
-        return 0, "", data
+def parse_envelope(data: bytes) -> tuple[int, str, int, bytes]:
+    """Split an envelope into ``(offset, epoch, published at, frame)``.
+
+    Offset 0 and epoch "" without a position; published at 0 for a bare frame.
+    """
+    if not data or data[0] not in (HISTORY_MARK, TIME_MARK):
+        return 0, "", 0, data
     newline = data.index(b"\n")
-    offset, _, epoch = data[1:newline].partition(b":")
-    return int(offset), epoch.decode(), data[newline + 1 :]
+    header, frame = data[1:newline], data[newline + 1 :]
+    if data[0] == TIME_MARK:
+        return 0, "", int(header), frame
+    offset, epoch, published_at = header.split(b":")
+    return int(offset), epoch.decode(), int(published_at), frame
 
 
 class BrokerHandler(Protocol):

@@ -15,6 +15,7 @@ from gateway.broker.base import (
     HistoryPolicy,
     envelope,
     new_epoch,
+    now_us,
 )
 from gateway.errors import ErrorCode, GatewayError
 from gateway.protocol import StreamPosition
@@ -78,7 +79,7 @@ class MemoryBroker:
         else:
             frame = protocol.close_message(head)
         if channel in self._channels:
-            handler.on_publication(channel, envelope(frame, position))
+            handler.on_publication(channel, envelope(frame, position, now_us()))
         return position
 
     async def read_history(

@@ -26,7 +26,15 @@ from redis.retry import Retry
 
 from gateway import protocol
 from gateway.broker import scripts
-from gateway.broker.base import Broker, BrokerHandler, HistoryPage, HistoryPolicy, new_epoch
+from gateway.broker.base import (
+    Broker,
+    BrokerHandler,
+    HistoryPage,
+    HistoryPolicy,
+    envelope,
+    new_epoch,
+    now_us,
+)
 from gateway.broker.keys import KeySpace
 from gateway.errors import ErrorCode, GatewayError
 from gateway.protocol import StreamPosition
@@ -140,11 +148,21 @@ class RedisBroker:
         topic = self._keys.topic(channel)
         try:
             if history is None:
-                await commands.publish(topic, protocol.close_message(head))
+                await commands.publish(
+                    topic, envelope(protocol.close_message(head), None, now_us())
+                )
                 return None
             top, epoch = await self._publish_script(
                 keys=[self._keys.meta(channel), self._keys.stream(channel)],
-                args=[head, history.size, _ms(history.ttl), new_epoch(), topic, "PUBLISH"],
+                args=[
+                    head,
+                    history.size,
+                    _ms(history.ttl),
+                    new_epoch(),
+                    topic,
+                    "PUBLISH",
+                    now_us(),
+                ],
                 client=commands,
             )
         except (RedisError, OSError) as exc:

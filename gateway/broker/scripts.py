@@ -7,7 +7,8 @@ Cluster too. Times come from the Redis server's clock (``TIME``), never a replic
 from __future__ import annotations
 
 PUBLISH_WITH_HISTORY = """
--- KEYS: meta, stream. ARGV: head, size, ttl_ms, epoch candidate, topic, publish command.
+-- KEYS: meta, stream.
+-- ARGV: head, size, ttl_ms, epoch candidate, topic, publish command, published at (us).
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call("HGET", meta, "epoch")
 if not epoch then
@@ -21,7 +22,7 @@ local frame = ARGV[1] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
 redis.call("XADD", stream, "MAXLEN", ARGV[2], offset .. "-0", "m", frame)
 redis.call("PEXPIRE", meta, ARGV[3])
 redis.call("PEXPIRE", stream, ARGV[3])
-redis.call(ARGV[6], ARGV[5], "#" .. offset .. ":" .. epoch .. "\\n" .. frame)
+redis.call(ARGV[6], ARGV[5], "#" .. offset .. ":" .. epoch .. ":" .. ARGV[7] .. "\\n" .. frame)
 return {top, epoch}
 """
 

@@ -27,11 +27,13 @@ def head(frame: bytes) -> bytes:
 class Recorder:
     def __init__(self) -> None:
         self.received: list[tuple[str, bytes]] = []
+        self.envelopes: list[bytes] = []
         self.arrived = asyncio.Event()
         self.reconnections = 0
 
-    def on_publication(self, channel: str, frame: bytes) -> None:
-        self.received.append((channel, frame))
+    def on_publication(self, channel: str, envelope: bytes) -> None:
+        self.envelopes.append(envelope)
+        self.received.append((channel, parse_envelope(envelope)[3]))
         self.arrived.set()
 
     def on_reconnected(self) -> None:
@@ -121,8 +123,9 @@ async def test_offsets_are_consecutive_and_stored(broker: tuple[Broker, Recorder
     assert [p.offset for p in positions if p] == [1, 2, 3]
     assert len({p.epoch for p in positions if p}) == 1
     await recorder.wait_for(3)
-    for (_, envelope), position in zip(recorder.received, positions, strict=True):
-        offset, epoch, frame = parse_envelope(envelope)
+    for envelope, position in zip(recorder.envelopes, positions, strict=True):
+        offset, epoch, published_at, frame = parse_envelope(envelope)
+        assert published_at > 0
         assert position == StreamPosition(offset, epoch)
         decoded = orjson.loads(frame)
         assert decoded["offset"] == offset and decoded["epoch"] == epoch

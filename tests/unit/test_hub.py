@@ -173,7 +173,7 @@ async def test_duplicates_are_dropped(hub: Hub, broker: RecordingBroker) -> None
     position = await publish(broker, "h", 1)
     assert position is not None
     frame = subscriber.received[0]
-    hub.on_publication("h", envelope(frame, position))
+    hub.on_publication("h", envelope(frame, position, 0))
     assert offsets(subscriber) == [1]
 
 
@@ -211,8 +211,8 @@ async def test_new_epoch_is_followed_from_its_start(hub: Hub, broker: RecordingB
     await hub.subscribe("h", subscriber, POLICY)
     await publish(broker, "h", 0)
     first = hub.position("h")
-    hub.on_publication("h", envelope(b'{"op":"message","n":"a"}', StreamPosition(1, "new")))
-    hub.on_publication("h", envelope(b'{"op":"message","n":"b"}', StreamPosition(2, "new")))
+    hub.on_publication("h", envelope(b'{"op":"message","n":"a"}', StreamPosition(1, "new"), 0))
+    hub.on_publication("h", envelope(b'{"op":"message","n":"b"}', StreamPosition(2, "new"), 0))
     assert first is not None and hub.position("h") == StreamPosition(2, "new")
     assert len(subscriber.received) == 3
 
