@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
 from gateway.broker import Broker
@@ -49,6 +50,11 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     async def demo(request: Request) -> HTMLResponse:
         base = request.scope.get("root_path", "").rstrip("/") + "/"
         return HTMLResponse(demo_page.replace("<head>", f'<head>\n<base href="{base}">', 1))
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics of this replica."""
+        return PlainTextResponse(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

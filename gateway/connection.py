@@ -77,7 +77,7 @@ class Connection:
         self.id = new_client_id()
         self.principal = principal
         self.channels: dict[str, Subscriber] = {}
-        self.outbox = Outbox(sink, replica.settings.max_queue)
+        self.outbox = Outbox(sink, replica.settings.max_queue, replica.metrics.queue_depth.observe)
         self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
         self._websocket = websocket
         self._sink = sink
@@ -96,11 +96,13 @@ class Connection:
 
     def send(self, payload: bytes) -> None:
         """Send a frame meant for this client alone; a full queue closes it as too slow."""
+        self.replica.stats.sent_bytes += len(payload)
         if not self.outbox.put(payload):
             self.close(SLOW_CONSUMER)
 
     def send_error(self, error: GatewayError) -> None:
         """Answer a failed command."""
+        self.replica.stats.errors[error.code.value] += 1
         self.send(protocol.error(error))
 
     async def subscribe(
@@ -145,6 +147,7 @@ class Connection:
         if self._closing is not None:
             return
         self._closing = reason
+        self.replica.stats.closes[int(reason.code)] += 1
         self._leave_all()
         self._closer = asyncio.get_running_loop().create_task(self._close(reason))
 
@@ -156,6 +159,8 @@ class Connection:
             while True:
                 event = await self._websocket.receive()
                 if event["type"] != "websocket.receive":
+                    if self._closing is None:
+                        self.replica.stats.closes[int(event.get("code", 1005))] += 1
                     break
                 if self._closing is not None:
                     continue
@@ -165,6 +170,7 @@ class Connection:
                 elif len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
                     self.close(MESSAGE_TOO_BIG)
                 else:
+                    self.replica.stats.received_bytes += len(text)
                     await self.on_text(text)
         except GatewayError as error:
             self.close(disconnect_for(error))
@@ -220,19 +226,31 @@ class ProtocolConnection(Connection):
         self.send(protocol.welcome(self.id, settings.node_id, self.user, settings.ping_seconds))
 
     async def on_text(self, text: str) -> None:
+        """Run the frame's commands in order. A client that sends commands faster than it
+        reads the replies is slowed down (its next command waits for its queue to drain)
+        rather than disconnected."""
         commands = self.replica.commands
+        counts = self.replica.stats.commands
+        budget = self.replica.settings.max_queue // 2
         for command in protocol.parse(text):
+            if len(self.outbox) > budget:
+                await self.outbox.flush()
             if self._closing is not None:
                 return
             if isinstance(command, GatewayError):
+                counts["invalid", command.code.value] += 1
                 self.send_error(command)
                 continue
+            op = protocol.op_of(command)
             try:
                 await commands.run(self, command)
+                counts[op, "ok"] += 1
             except GatewayError as error:
+                counts[op, error.code.value] += 1
                 self.send_error(error.with_id(command.id))
             except Exception:
-                log.exception("command.failed client=%s op=%s", self.id, type(command).__name__)
+                log.exception("command.failed client=%s op=%s", self.id, op)
+                counts[op, ErrorCode.INTERNAL.value] += 1
                 self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command.id))
 
     def on_binary(self) -> None:

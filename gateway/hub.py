@@ -79,6 +79,7 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self.slow_consumers = 0
         self.delivered = 0
+        self.sent_bytes = 0
         self.repairs = 0
 
     @property
@@ -200,7 +201,9 @@ class Hub:
         for subscriber in subscribers:
             if not subscriber.deliver(message):
                 slow.append(subscriber)
-        self.delivered += len(subscribers) - len(slow)
+        delivered = len(subscribers) - len(slow)
+        self.delivered += delivered
+        self.sent_bytes += delivered * len(message.frame)
         for subscriber in slow:
             self.slow_consumers += 1
             subscriber.close(SLOW_CONSUMER)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 MAX_BATCH_BYTES = 256 * 1024
@@ -62,11 +63,15 @@ class Sink(Protocol):
 class Outbox:
     """A connection's bounded outbound queue with a direct path to the socket."""
 
-    __slots__ = ("_closed", "_limit", "_queue", "_sink", "_writer")
+    __slots__ = ("_closed", "_limit", "_on_backlog", "_queue", "_sink", "_writer")
 
-    def __init__(self, sink: Sink, limit: int) -> None:
+    def __init__(
+        self, sink: Sink, limit: int, on_backlog: Callable[[int], None] | None = None
+    ) -> None:
+        """``on_backlog`` gets the queue's length each time the writer takes from it."""
         self._sink = sink
         self._limit = limit
+        self._on_backlog = on_backlog
         self._queue: deque[bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -118,6 +123,8 @@ class Outbox:
 
     def _take_batch(self) -> bytes:
         queue = self._queue
+        if self._on_backlog is not None:
+            self._on_backlog(len(queue))
         first = queue.popleft()
         if not queue:
             return first

@@ -204,6 +204,21 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], CommandId], Command]] = {
 }
 
 KNOWN_OPS = frozenset(_BUILDERS)
+_OP_OF_TYPE: dict[type[Any], str] = {
+    Connect: "connect",
+    Subscribe: "subscribe",
+    Unsubscribe: "unsubscribe",
+    Publish: "publish",
+    Presence: "presence",
+    History: "history",
+    Refresh: "refresh",
+    Ping: "ping",
+}
+
+
+def op_of(command: Command) -> str:
+    """The wire name of a parsed command."""
+    return _OP_OF_TYPE[type(command)]
 
 
 # Server frames. Each returns the frame's JSON text as bytes, ready for the socket.

@@ -17,6 +17,7 @@ from gateway.commands import Commands, history_policy
 from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
 from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
 from gateway.hub import Hub
+from gateway.metrics import Metrics, Stats
 from gateway.presence import Presence
 from gateway.protocol import SUBPROTOCOL, StreamPosition
 from gateway.settings import NamespaceOptions, Settings
@@ -38,7 +39,9 @@ class Replica:
     def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
-        self.hub = Hub(self.broker)
+        self.stats = Stats()
+        self.metrics = Metrics(self)
+        self.hub = Hub(self.broker, self.metrics.publish_to_deliver.observe)
         self.presence = Presence(self.broker, settings.presence_ttl)
         self.commands = Commands(self)
         self.connections: dict[str, Connection] = {}
@@ -108,7 +111,10 @@ class Replica:
         limit = self.settings.max_message_bytes
         if len(head) + POSITION_BYTES > limit:
             raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {limit} bytes")
-        return await self.broker.publish(channel, head, history_policy(options))
+        with self.metrics.broker_roundtrip.labels("publish").time():
+            position = await self.broker.publish(channel, head, history_policy(options))
+        self.stats.published += 1
+        return position
 
     async def _wait_for_connections(self, seconds: float) -> None:
         if self.connections:

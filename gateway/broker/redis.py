@@ -76,7 +76,8 @@ class RedisBroker:
         self._last_pong = 0.0
         self._restoring = False
         self._restore_sent = False
-        self.reconnects = 0
+        self.connects = 0
+        """Connections established to Redis (the first one included)."""
 
     @property
     def available(self) -> bool:
@@ -287,7 +288,7 @@ class RedisBroker:
             self._restore_sent = False
             self._dirty.set()
             self._available = True
-            self.reconnects += 1
+            self.connects += 1
             log.info("broker.connected url=%s", _redact(self._url))
             await _first_failure(self._read(pubsub), self._synchronise(pubsub))
         finally:

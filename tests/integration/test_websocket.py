@@ -275,3 +275,14 @@ async def test_many_clients_fan_out(gateway: LocalGateway) -> None:
             assert message["data"] == "hello all"
     finally:
         await asyncio.gather(*(client.close() for client in clients))
+
+
+async def test_a_batch_longer_than_the_queue_is_slowed_not_dropped(
+    serve: Callable[..., Any],
+) -> None:
+    async with serve(max_queue=8) as gateway:
+        async with await ProtocolClient.connect(gateway.ws_url) as client:
+            batch = "\n".join(orjson.dumps({"op": "ping", "id": n}).decode() for n in range(200))
+            await client.send(batch)
+            replies = [await client.expect(lambda f, n=n: f.get("id") == n) for n in range(200)]
+            assert {r["op"] for r in replies} == {"pong"}
