@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
+from gateway import logs
 from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import ConfigError, Settings, load_settings
@@ -44,13 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default="auto",
+        help="auto: JSON lines unless stderr is a terminal",
+    )
     serve.set_defaults(run=_serve)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    _configure_logging(args.log_level)
+    logs.configure(args.log_level, settings.node_id, args.log_format)
     app = create_app(settings)
     config = uvicorn_config(app, settings, args.host, args.port, args.log_level)
     GatewayServer(config, app.state.replica).run()
@@ -77,23 +84,3 @@ def uvicorn_config(
         server_header=False,
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
     )
-
-
-class _NoConnectionChatter(logging.Filter):
-    """Drops uvicorn's per-connection lines ("connection open", "[accepted]") below DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno > logging.INFO:
-            return True
-        message = record.getMessage()
-        return not (message.startswith("connection ") or message.endswith("[accepted]"))
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    if level != "debug":
-        logging.getLogger("uvicorn.error").addFilter(_NoConnectionChatter())

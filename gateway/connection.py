@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.websockets import WebSocket
 
-from gateway import protocol
+from gateway import logs, protocol
 from gateway.auth import Principal
 from gateway.broker.base import HistoryPolicy
 from gateway.commands import history_policy
@@ -153,6 +153,8 @@ class Connection:
 
     async def run(self) -> None:
         """Serve the connection until the socket closes."""
+        logs.client_id.set(self.id)
+        logs.user_id.set(self.user)
         try:
             await self.opened()
             max_bytes = self.replica.settings.max_message_bytes
