@@ -77,7 +77,12 @@ class Connection:
         self.id = new_client_id()
         self.principal = principal
         self.channels: dict[str, Subscriber] = {}
-        self.outbox = Outbox(sink, replica.settings.max_queue, replica.metrics.queue_depth.observe)
+        self.outbox = Outbox(
+            sink,
+            replica.settings.max_queue,
+            replica.loop_passes,
+            replica.metrics.queue_depth.observe,
+        )
         self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
         self._websocket = websocket
         self._sink = sink

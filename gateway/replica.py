@@ -18,6 +18,7 @@ from gateway.connection import Connection, PlainTextConnection, ProtocolConnecti
 from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
 from gateway.hub import Hub
 from gateway.metrics import Metrics, Stats
+from gateway.outbox import LoopPasses
 from gateway.presence import Presence
 from gateway.protocol import SUBPROTOCOL, StreamPosition
 from gateway.settings import NamespaceOptions, Settings
@@ -40,6 +41,7 @@ class Replica:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
         self.stats = Stats()
+        self.loop_passes = LoopPasses()
         self.metrics = Metrics(self)
         self.hub = Hub(self.broker, self.metrics.publish_to_deliver.observe)
         self.presence = Presence(self.broker, settings.presence_ttl)

@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from gateway.outbox import MAX_BATCH_BYTES, Outbox, Outgoing, text_frame
+from gateway.outbox import MAX_BATCH_BYTES, LoopPasses, Outbox, Outgoing, text_frame
 
 
 class FakeSink:
@@ -24,6 +24,10 @@ class FakeSink:
             return False
         self.frames.append(frame)
         return True
+
+    def payloads(self) -> list[bytes]:
+        """What the written frames carried (each one a complete frame)."""
+        return [bytes(parse_frame(frame).data) for frame in self.frames]
 
     async def send(self, payload: bytes) -> None:
         await self.writable.wait()
@@ -53,7 +57,7 @@ def test_text_frame_is_a_valid_websocket_frame(size: int) -> None:
 
 async def test_frames_go_straight_to_the_socket_when_it_can_take_them() -> None:
     sink = FakeSink()
-    outbox = Outbox(sink, limit=4)
+    outbox = Outbox(sink, limit=4, passes=LoopPasses())
     message = Outgoing(b'{"op":"message"}')
     assert outbox.offer(message)
     assert sink.frames == [message.frame] and len(outbox) == 0
@@ -63,7 +67,7 @@ async def test_backlog_leaves_as_one_ndjson_frame() -> None:
     sink = FakeSink()
     sink.accepting = False
     sink.writable.clear()
-    outbox = Outbox(sink, limit=10)
+    outbox = Outbox(sink, limit=10, passes=LoopPasses())
     for index in range(3):
         assert outbox.offer(Outgoing(b'{"n":%d}' % index))
     sink.accepting = True
@@ -78,7 +82,7 @@ async def test_full_queue_refuses_without_blocking() -> None:
     sink = FakeSink()
     sink.accepting = False
     sink.writable.clear()
-    outbox = Outbox(sink, limit=2)
+    outbox = Outbox(sink, limit=2, passes=LoopPasses())
     assert outbox.offer(Outgoing(b"1")) and outbox.offer(Outgoing(b"2"))
     assert not outbox.offer(Outgoing(b"3"))
     await outbox.close()
@@ -88,7 +92,7 @@ async def test_batches_are_capped_in_size() -> None:
     sink = FakeSink()
     sink.accepting = False
     sink.writable.clear()
-    outbox = Outbox(sink, limit=100)
+    outbox = Outbox(sink, limit=100, passes=LoopPasses())
     chunk = b"x" * (MAX_BATCH_BYTES // 3)
     for _ in range(6):
         outbox.offer(Outgoing(chunk))
@@ -103,10 +107,57 @@ async def test_close_drops_the_backlog_and_later_offers() -> None:
     sink = FakeSink()
     sink.accepting = False
     sink.writable.clear()
-    outbox = Outbox(sink, limit=10)
+    outbox = Outbox(sink, limit=10, passes=LoopPasses())
     outbox.offer(Outgoing(b"queued"))
     await outbox.close()
     sink.writable.set()
     assert outbox.offer(Outgoing(b"late"))
     await asyncio.sleep(0)
     assert sink.sent == [] and len(outbox) == 0
+
+
+async def next_pass() -> None:
+    """Let the event loop finish the current pass (the end-of-pass callback runs)."""
+    await asyncio.sleep(0)
+
+
+async def test_a_burst_in_one_pass_leaves_as_two_writes() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses())
+    for index in range(5):
+        assert outbox.offer(Outgoing(b'{"n":%d}' % index))
+    assert sink.payloads() == [b'{"n":0}'], "the first frame of a pass is written at once"
+    await next_pass()
+    assert sink.payloads() == [b'{"n":0}', b'{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}']
+    assert len(outbox) == 0
+
+
+async def test_the_next_pass_writes_at_once_again() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses())
+    outbox.offer(Outgoing(b"{1}"))
+    await next_pass()
+    outbox.offer(Outgoing(b"{2}"))
+    assert sink.payloads() == [b"{1}", b"{2}"]
+
+
+async def test_deferred_frames_wait_for_a_paused_socket() -> None:
+    sink = FakeSink()
+    sink.writable.clear()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses())
+    outbox.offer(Outgoing(b"{1}"))
+    outbox.offer(Outgoing(b"{2}"))
+    sink.accepting = False
+    await next_pass()
+    assert sink.payloads() == [b"{1}"] and len(outbox) == 1
+    sink.accepting = True
+    sink.writable.set()
+    await outbox.flush()
+    assert sink.sent == [b"{2}"]
+
+
+async def test_deferred_frames_count_towards_the_limit() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=3, passes=LoopPasses())
+    results = [outbox.offer(Outgoing(b"{%d}" % n)) for n in range(6)]
+    assert results == [True, True, True, True, False, False]
