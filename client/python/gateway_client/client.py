@@ -264,11 +264,37 @@ class Subscription(_Emitter):
                 waiter.set_exception(failure)
 
 
+Outcome = Frame | GatewayClientError
+
+
 @dataclass(eq=False, slots=True)
 class _Request:
+    """A command and what to do with its reply: called at once, from the reader."""
+
     frame: Frame
-    future: asyncio.Future[Frame]
+    on_reply: Callable[[Outcome], None]
     socket: _Socket | None = None
+    settled: bool = False
+
+    def settle(self, outcome: Outcome) -> None:
+        if not self.settled:
+            self.settled = True
+            self.on_reply(outcome)
+
+    @classmethod
+    def awaited(cls, frame: Frame) -> tuple[_Request, asyncio.Future[Frame]]:
+        """A request whose reply resolves (or whose error fails) the returned future."""
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+
+        def resolve(outcome: Outcome) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, GatewayClientError):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        return cls(frame, resolve), future
 
 
 @dataclass(eq=False, slots=True)
@@ -473,8 +499,7 @@ class GatewayClient(_Emitter):
         """
         if self._closed:
             raise GatewayClientError(ClientErrorCode.CLOSED, "the client is closed")
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        request = _Request({"op": op, "id": next(self._ids), **fields}, future)
+        request, future = _Request.awaited({"op": op, "id": next(self._ids), **fields})
         self._send_request(request)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.request_timeout)
@@ -646,14 +671,12 @@ class GatewayClient(_Emitter):
             return
         request = self._pending.pop(frame["id"], None) if "id" in frame else None
         if request is not None:
-            if request.future.done():
-                return
             if op == "error":
-                request.future.set_exception(
+                request.settle(
                     GatewayClientError(frame.get("code", ""), frame.get("message", ""), frame)
                 )
             else:
-                request.future.set_result(frame)
+                request.settle(frame)
         elif op == "error" and socket.welcomed:
             self._note_error(
                 GatewayClientError(frame.get("code", ""), frame.get("message", ""), frame)
@@ -671,7 +694,7 @@ class GatewayClient(_Emitter):
             self._send_subscribe(subscription)
         queued, self._queue = self._queue, []
         for request in queued:
-            if not request.future.done():
+            if not request.settled:
                 self._send_request(request)
         self._emit("connected", self.welcome)
         for waiter in self._connected_waiters:
@@ -713,20 +736,16 @@ class GatewayClient(_Emitter):
 
     def _send_subscribe_command(self, subscription: Subscription, token: str | None) -> None:
         command, since = subscription._command(next(self._ids), token)
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda done: self._on_subscribe_reply(subscription, since, done))
-        self._send_request(_Request(command, future))
 
-    def _on_subscribe_reply(
-        self, subscription: Subscription, since: Position | None, done: asyncio.Future[Frame]
-    ) -> None:
-        if self.subscriptions.get(subscription.channel) is not subscription or done.cancelled():
-            return
-        error = done.exception()
-        if error is None:
-            subscription._on_subscribed(done.result(), since)
-        elif isinstance(error, GatewayClientError) and error.code != ClientErrorCode.DISCONNECTED:
-            self._on_subscribe_error(subscription, error)
+        def on_reply(outcome: Outcome) -> None:
+            if self.subscriptions.get(subscription.channel) is not subscription:
+                return
+            if not isinstance(outcome, GatewayClientError):
+                subscription._on_subscribed(outcome, since)
+            elif outcome.code not in (ClientErrorCode.DISCONNECTED, ClientErrorCode.CLOSED):
+                self._on_subscribe_error(subscription, outcome)
+
+        self._send_request(_Request(command, on_reply))
 
     def _on_subscribe_error(self, subscription: Subscription, error: GatewayClientError) -> None:
         if error.code in RETRYABLE_SUBSCRIBE_ERRORS:
@@ -779,12 +798,11 @@ class GatewayClient(_Emitter):
         for command_id, request in list(self._pending.items()):
             if request.socket is socket:
                 del self._pending[command_id]
-                if not request.future.done():
-                    request.future.set_exception(
-                        GatewayClientError(
-                            ClientErrorCode.DISCONNECTED, "the connection closed before the reply"
-                        )
+                request.settle(
+                    GatewayClientError(
+                        ClientErrorCode.DISCONNECTED, "the connection closed before the reply"
                     )
+                )
         for subscription in self.subscriptions.values():
             subscription.state = "pending"
 
@@ -792,8 +810,7 @@ class GatewayClient(_Emitter):
         """Stop for good: fail what waits, end every iteration."""
         self._closed = True
         for request in [*self._queue, *self._pending.values()]:
-            if not request.future.done():
-                request.future.set_exception(error)
+            request.settle(error)
         self._queue.clear()
         self._pending.clear()
         for waiter in self._connected_waiters:
