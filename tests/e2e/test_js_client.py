@@ -32,16 +32,7 @@ def test_pure_parts_of_the_client() -> None:
     ("suite", "settings"),
     [
         pytest.param("client", {}, id="client"),
-        pytest.param(
-            "features",
-            {},
-            id="features",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="needs history with offsets, recovery (subscribe since), the presence "
-                "and history ops and join/leave on the server",
-            ),
-        ),
+        pytest.param("features", {}, id="features"),
         pytest.param(
             "auth",
             {"jwt_secret": JWT_SECRET, "connect_timeout": 2},

@@ -6,19 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from gateway_client import GatewayClient, Message, Subscription
 from tests.support.client import ProtocolClient
 from tests.support.gateways import GatewayProcess
 from tests.support.net import wait_until
 from tests.support.proxy import TcpProxy
 from tests.support.redis_server import RedisServer
-
-NEEDS_RECOVERY = pytest.mark.xfail(
-    strict=True,
-    reason="needs history with offsets and recovery (subscribe since -> recovered) on the server",
-)
 
 
 def fast_client(urls: list[str]) -> GatewayClient:
@@ -53,7 +46,6 @@ async def test_killed_replica_is_replaced_and_subscriptions_come_back(
         assert [m.data for m in await take(subscription, 1)] == ["after"]
 
 
-@NEEDS_RECOVERY
 async def test_messages_published_while_away_are_recovered_once_in_order(
     gateways: Callable[..., list[GatewayProcess]], redis_server: RedisServer
 ) -> None:
