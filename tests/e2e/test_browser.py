@@ -9,13 +9,10 @@ points the proxy there, the way a load balancer drops a dead backend.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import orjson
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Page, expect
 
@@ -23,7 +20,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.browser import ARTIFACTS, chromium, page_errors, serve_page
 from tests.support.gateways import GatewayProcess
-from tests.support.net import free_port, wait_until
+from tests.support.inprocess import serve_app
 from tests.support.proxy import TcpProxy
 from tests.support.redis_server import RedisServer
 
@@ -155,30 +152,16 @@ async def test_classic_chat_pages_on_two_replicas_see_every_line(
                 await expect(page.locator("#log li")).to_have_text(lines, timeout=TIMEOUT_MS)
 
 
-@contextlib.asynccontextmanager
-async def mounted_demo(settings: Settings) -> AsyncIterator[str]:
-    realtime = create_app(settings)
-    host = FastAPI(lifespan=realtime.router.lifespan_context)
-    host.mount("/realtime", realtime)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(host, port=port, log_level="warning"))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_until(lambda: server.started, 10, "host app started")
-        yield f"http://127.0.0.1:{port}/realtime"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
 async def test_demo_works_when_mounted_under_a_prefix(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    async with mounted_demo(settings_factory()) as base, chromium() as browser:
+    realtime = create_app(settings_factory())
+    host = FastAPI(lifespan=realtime.router.lifespan_context)
+    host.mount("/realtime", realtime)
+    async with serve_app(host) as port, chromium() as browser:
         page = await browser.new_page()
         errors = page_errors(page)
-        await open_demo(page, base, "chat:mounted", "dana")
+        await open_demo(page, f"http://127.0.0.1:{port}/realtime", "chat:mounted", "dana")
         await say(page, "through the mount")
         await expect(texts(page)).to_have_text(["through the mount"], timeout=TIMEOUT_MS)
         assert errors == []

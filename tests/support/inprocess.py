@@ -61,3 +61,20 @@ async def serve_in_process(settings: Settings, ws: Any = None) -> AsyncIterator[
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+@asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[int]:
+    """Serve any ASGI app (with its lifespan) on a free loopback port; yields the port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started or task.done(), 10, "the app to start")
+        if task.done():
+            task.result()
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

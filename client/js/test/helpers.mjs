@@ -18,7 +18,7 @@ export const JWT_SECRET = process.env.GW_TEST_JWT_SECRET ?? "";
 export const SKIP = URLS.length === 0 ? "needs gateways: run through pytest (tests/e2e/test_js_client.py)" : false;
 
 /** Fast reconnects for tests. */
-export const FAST = { minDelay: 20, maxDelay: 200, commandTimeout: 5000 };
+export const FAST = { minDelay: 20, maxDelay: 200, commandTimeout: 5000, connectTimeout: 1000 };
 
 let channelCounter = 0;
 /** A channel name no other test uses. */

@@ -171,13 +171,7 @@ class Subscription(_Emitter):
             return self.last_subscribed
         if self.state in ("failed", "unsubscribed"):
             raise GatewayClientError(ClientErrorCode.CLOSED, f"subscription is {self.state}")
-        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+        return await _wait_in(self._waiters)
 
     def unsubscribe(self) -> None:
         """Stop wanting the channel; iteration ends."""
@@ -420,13 +414,7 @@ class GatewayClient(_Emitter):
             return self.welcome
         if self._closed:
             raise GatewayClientError(ClientErrorCode.CLOSED, "the client is closed")
-        waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._connected_waiters.append(waiter)
-        try:
-            return await waiter
-        finally:
-            with contextlib.suppress(ValueError):
-                self._connected_waiters.remove(waiter)
+        return await _wait_in(self._connected_waiters)
 
     async def close(self) -> None:
         """Close for good: nothing reconnects; waiting commands fail with `closed`."""
@@ -852,6 +840,17 @@ class GatewayClient(_Emitter):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _wait_in(waiters: list[asyncio.Future[Frame]]) -> Frame:
+    """Wait on a new future in ``waiters``, which whoever settles them resolves or fails."""
+    waiter: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        return await waiter
+    finally:
+        with contextlib.suppress(ValueError):
+            waiters.remove(waiter)
 
 
 async def _call(getter: Callable[..., str | Awaitable[str]], *args: Any) -> str:
