@@ -16,8 +16,8 @@ test: install-test system-deps
 check: lint typecheck test
 
 lint: install-test
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests bench client/python
+	$(BIN)/ruff format --check gateway tests bench client/python
 
 typecheck: install-test
 	$(BIN)/mypy

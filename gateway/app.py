@@ -14,10 +14,11 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
+from gateway.assets import browser_client
 from gateway.broker import Broker
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
@@ -55,6 +56,13 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics of this replica."""
         return PlainTextResponse(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    client_script = browser_client()
+
+    @app.get("/client/gateway.js", include_in_schema=False)
+    async def client_js() -> Response:
+        no_cache = {"Cache-Control": "no-cache"}
+        return Response(client_script, media_type="text/javascript", headers=no_cache)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
-from gateway import logs
+from gateway import client_cli, logs
 from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import ConfigError, Settings, load_settings
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         help="auto: JSON lines unless stderr is a terminal",
     )
     serve.set_defaults(run=_serve)
+
+    client_cli.add_commands(commands)
     return parser
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.client import ProtocolClient
-from tests.support.net import free_port, wait_until
+from tests.support.inprocess import serve_app
 
 
 async def test_mounted_gateway_runs_with_the_host_apps_lifespan(
@@ -27,12 +24,7 @@ async def test_mounted_gateway_runs_with_the_host_apps_lifespan(
     async def hello() -> dict[str, str]:
         return {"hello": "world"}
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(host, port=port, log_level="warning"))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_until(lambda: server.started, 10, "host app started")
+    async with serve_app(host) as port:
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base) as http:
             assert (await http.get("/hello")).json() == {"hello": "world"}
@@ -48,7 +40,4 @@ async def test_mounted_gateway_runs_with_the_host_apps_lifespan(
             await bob.publish("mounted:chat", "through the mount")
             [message] = await alice.messages(1)
             assert message["data"] == "through the mount"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
     assert not realtime.state.replica.broker.available, "lifespan shutdown stopped the broker"

@@ -252,7 +252,7 @@ async def test_demo_page_is_served(gateway: LocalGateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.http_url) as http:
         page = await http.get("/")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-        assert '<base href="/">' in page.text and "pubsub.v1" in page.text
+        assert '<base href="/">' in page.text and "./client/gateway.js" in page.text
 
 
 async def test_full_replica_refuses_handshakes_with_503(serve: Callable[..., Any]) -> None:

@@ -50,6 +50,20 @@ async def serve_in_process(settings: Settings, ws: Any = None) -> AsyncIterator[
     config = uvicorn_config(app, settings, "127.0.0.1", port, "warning")
     if ws is not None:
         config.ws = ws
+    async with _serving(config):
+        yield LocalGateway(app, port)
+
+
+@asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[int]:
+    """Serve any ASGI app (with its lifespan) on a free loopback port; yields the port."""
+    port = free_port()
+    async with _serving(uvicorn.Config(app, port=port, log_level="warning")):
+        yield port
+
+
+@asynccontextmanager
+async def _serving(config: uvicorn.Config) -> AsyncIterator[None]:
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
@@ -57,7 +71,7 @@ async def serve_in_process(settings: Settings, ws: Any = None) -> AsyncIterator[
         await wait_until(lambda: server.started or task.done(), 10, "uvicorn to start")
         if task.done():
             task.result()
-        yield LocalGateway(app, port)
+        yield
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)

@@ -1,0 +1,235 @@
+// Types of the gateway's browser client (gateway.js), protocol v1.
+
+export declare const SUBPROTOCOL: "pubsub.v1";
+
+/** Error codes of the protocol. */
+export type ServerErrorCode =
+  | "bad_request"
+  | "unknown_op"
+  | "unauthorized"
+  | "forbidden"
+  | "unknown_namespace"
+  | "already_subscribed"
+  | "not_subscribed"
+  | "too_many_subscriptions"
+  | "rate_limited"
+  | "too_large"
+  | "unavailable"
+  | "internal";
+
+/** Codes the client produces itself. */
+export declare const ClientErrorCode: {
+  readonly DISCONNECTED: "disconnected";
+  readonly CLOSED: "closed";
+  readonly TIMEOUT: "timeout";
+};
+export type ClientErrorCodeValue = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
+
+/** A command failed; `code` is the server's error code or one of the client's own. */
+export declare class GatewayError extends Error {
+  constructor(code: string, message?: string, frame?: Frame | null);
+  readonly code: ServerErrorCode | ClientErrorCodeValue | string;
+  /** The `error` frame, when the server sent one. */
+  readonly frame: Frame | null;
+}
+
+/** Any protocol frame. */
+export interface Frame {
+  op: string;
+  id?: number | string;
+  [field: string]: unknown;
+}
+
+/** A place in a channel's history. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+export interface Welcome extends Frame {
+  op: "welcome";
+  client: string;
+  node: string;
+  user: string | null;
+  ping: number;
+  version: number;
+}
+
+export interface MessageFrame<T = unknown> extends Frame {
+  op: "message";
+  channel: string;
+  data: T;
+  offset?: number;
+  epoch?: string;
+  from?: { client: string; user: string | null };
+}
+
+export interface PresenceChange extends Frame {
+  op: "join" | "leave";
+  channel: string;
+  client: string;
+  user: string | null;
+  info?: unknown;
+}
+
+export interface PublishedReply extends Frame {
+  op: "published";
+  channel: string;
+  offset?: number;
+}
+
+export interface PresenceReply extends Frame {
+  op: "presence";
+  channel: string;
+  clients: Record<string, { user: string | null; info: unknown }>;
+}
+
+export interface HistoryReply extends Frame {
+  op: "history";
+  channel: string;
+  offset: number;
+  epoch: string;
+  messages: MessageFrame[];
+}
+
+export interface ConnectingEvent {
+  attempt: number;
+  url: string;
+}
+
+export interface ConnectedEvent extends Welcome {
+  url: string;
+}
+
+export interface DisconnectedEvent {
+  code: number;
+  reason: string;
+  /** False when the client stopped for good (1000, 1003, 1009, 4003, close()). */
+  reconnect: boolean;
+  /** Milliseconds until the next attempt; null when not reconnecting. */
+  delay: number | null;
+}
+
+export interface SubscribedEvent {
+  channel: string;
+  offset: number;
+  epoch: string;
+  /** True when every message missed since the last one seen follows. */
+  recovered: boolean;
+  /** True on every subscription after the first (after a reconnect). */
+  resubscribed: boolean;
+  /** How many missed messages follow when recovered. */
+  missed: number;
+}
+
+export interface UnrecoveredEvent {
+  channel: string;
+  /** recovery_failed: `recovered: false` on resubscribe; gap: offsets skipped; epoch_changed: history reset. */
+  reason: "recovery_failed" | "gap" | "epoch_changed";
+  since: StreamPosition | null;
+  offset?: number;
+  epoch?: string;
+  missed?: number;
+}
+
+export interface SubscriptionEvents {
+  subscribed: SubscribedEvent;
+  message: MessageFrame;
+  unrecovered: UnrecoveredEvent;
+  error: GatewayError;
+  join: PresenceChange;
+  leave: PresenceChange;
+  unsubscribed: { channel: string };
+}
+
+export interface ClientEvents {
+  connecting: ConnectingEvent;
+  connected: ConnectedEvent;
+  disconnected: DisconnectedEvent;
+  error: GatewayError;
+  message: MessageFrame;
+  join: PresenceChange;
+  leave: PresenceChange;
+}
+
+declare class Emitter<Events> {
+  /** Call `listener` on each `event`; returns a function that removes it. */
+  on<E extends keyof Events>(event: E, listener: (detail: Events[E]) => void): () => void;
+  off<E extends keyof Events>(event: E, listener: (detail: Events[E]) => void): void;
+}
+
+export type SubscriptionHandlers =
+  | ((message: MessageFrame) => void)
+  | { [E in keyof SubscriptionEvents]?: (detail: SubscriptionEvents[E]) => void };
+
+export interface SubscribeOptions {
+  /** Start from this position (e.g. one the application stored). */
+  since?: StreamPosition;
+  /** Resubscribe with `since` after a reconnect (default true). */
+  recover?: boolean;
+  /** A subscription JWT, or a function of the channel returning one. */
+  token?: string | ((channel: string) => string | Promise<string>);
+}
+
+export declare class Subscription extends Emitter<SubscriptionEvents> {
+  readonly client: GatewayClient;
+  readonly channel: string;
+  readonly state: "pending" | "subscribing" | "subscribed" | "failed" | "unsubscribed";
+  /** The offset and epoch of the last message seen; null on a channel without history. */
+  readonly since: StreamPosition | null;
+  /** Stop wanting the channel; no events follow. */
+  unsubscribe(): void;
+}
+
+export interface ClientOptions {
+  /** A connection JWT, or a function returning a fresh one (called again before expiry and after 4001). */
+  token?: string | (() => string | Promise<string>);
+  /** A WebSocket implementation; defaults to globalThis.WebSocket. */
+  WebSocket?: typeof WebSocket;
+  /** Backoff base and cap in ms (full jitter): defaults 250 and 10000. */
+  minDelay?: number;
+  maxDelay?: number;
+  /** Interval of the app-level `ping` in ms; defaults to the `ping` of `welcome`. */
+  pingInterval?: number | null;
+  /** A connection silent this long (ms) after a ping is dropped; default min(10000, pingInterval). */
+  pongTimeout?: number | null;
+  /** ms to wait for `welcome` after opening; default 10000. */
+  connectTimeout?: number;
+  /** ms to wait for a command's reply; default 10000. */
+  commandTimeout?: number;
+  /** A connection that lived this long (ms) resets the backoff; default 5000. */
+  stableAfter?: number;
+}
+
+export declare class GatewayClient extends Emitter<ClientEvents> {
+  constructor(urls: string | string[], options?: ClientOptions);
+  readonly urls: string[];
+  readonly state: "disconnected" | "connecting" | "connected";
+  /** The current connection's `welcome`, or null. */
+  readonly welcome: Welcome | null;
+  readonly subscriptions: Map<string, Subscription>;
+  /** Connect (and stay connected); resolves with the next `welcome`. */
+  connect(): Promise<ConnectedEvent>;
+  /** Close for good. */
+  close(): void;
+  subscribe(channel: string, handlers?: SubscriptionHandlers, options?: SubscribeOptions): Subscription;
+  publish(channel: string, data: unknown): Promise<PublishedReply>;
+  presence(channel: string): Promise<PresenceReply>;
+  history(channel: string, options?: { since?: StreamPosition; limit?: number }): Promise<HistoryReply>;
+  /** Send any command; resolves with its reply, rejects with a GatewayError. */
+  request<R extends Frame = Frame>(command: Omit<Frame, "id">): Promise<R>;
+}
+
+export declare function splitFrames(text: string): Frame[];
+export declare function backoffDelay(
+  attempt: number,
+  limits: { minDelay: number; maxDelay: number },
+  random?: () => number,
+): number;
+export declare function closeAction(code: number): "stop" | "refresh" | "now" | "backoff";
+export declare function tokenExpiry(token: string): number | null;
+export declare function refreshDelay(exp: number, nowMs: number): number;
+export declare function advance(
+  position: StreamPosition | null,
+  message: Partial<MessageFrame>,
+): { verdict: "deliver" | "duplicate" | "gap" | "epoch"; position: StreamPosition | null; missed: number };

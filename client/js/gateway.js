@@ -1,0 +1,667 @@
+// The gateway's browser client: protocol v1 over one WebSocket, as an ES module without
+// dependencies. It reconnects with exponential backoff and full jitter, honours the
+// protocol's close codes, keeps the connection token fresh, and recovers every
+// subscription from the last message it saw (`since`), so an application sees each
+// message once, in order, or is told that it cannot (`unrecovered`).
+//
+//   import { GatewayClient } from "/client/gateway.js";
+//   const client = new GatewayClient("wss://example.com/ws", { token: fetchToken });
+//   client.subscribe("chat:lobby", { message: (m) => console.log(m.data) });
+//   client.connect();
+//   await client.publish("chat:lobby", { text: "hi" });
+
+export const SUBPROTOCOL = "pubsub.v1";
+
+const DEFAULTS = Object.freeze({
+  minDelay: 250,
+  maxDelay: 10000,
+  pingInterval: null,
+  pongTimeout: null,
+  connectTimeout: 10000,
+  commandTimeout: 10000,
+  stableAfter: 5000,
+});
+
+/** Error codes the client itself produces (the server's are those of the protocol). */
+export const ClientErrorCode = Object.freeze({
+  DISCONNECTED: "disconnected",
+  CLOSED: "closed",
+  TIMEOUT: "timeout",
+});
+
+/** A command failed: `code` is the protocol's error code, or one of `ClientErrorCode`. */
+export class GatewayError extends Error {
+  constructor(code, message, frame = null) {
+    super(message ? `${code}: ${message}` : code);
+    this.name = "GatewayError";
+    this.code = code;
+    this.frame = frame;
+  }
+}
+
+/** Parse one text frame: one JSON object per non-empty line (NDJSON). */
+export function splitFrames(text) {
+  const frames = [];
+  for (const line of String(text).split("\n")) {
+    if (line.trim()) frames.push(JSON.parse(line));
+  }
+  return frames;
+}
+
+/** Full-jitter backoff: a random delay in [0, min(maxDelay, minDelay * 2^attempt)). */
+export function backoffDelay(attempt, { minDelay, maxDelay }, random = Math.random) {
+  return random() * Math.min(maxDelay, minDelay * 2 ** attempt);
+}
+
+/**
+ * What to do after the server closed with `code`, per the protocol's close-code table:
+ * "stop", "refresh" (get a new token, then reconnect), "now" (reconnect at once, to the
+ * next URL), or "backoff".
+ */
+export function closeAction(code) {
+  switch (code) {
+    case 1000:
+    case 1003:
+    case 1009:
+    case 4003:
+      return "stop";
+    case 4001:
+      return "refresh";
+    case 1001:
+    case 1012:
+      return "now";
+    default:
+      return "backoff";
+  }
+}
+
+/** The `exp` claim of a JWT, in seconds, or null; the signature is not checked here. */
+export function tokenExpiry(token) {
+  try {
+    const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+    return typeof claims.exp === "number" ? claims.exp : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Milliseconds from `nowMs` until a token expiring at `exp` (seconds) should be refreshed. */
+export function refreshDelay(exp, nowMs) {
+  const remaining = exp * 1000 - nowMs;
+  return Math.max(0, remaining - Math.min(30000, remaining / 5));
+}
+
+/**
+ * Where a `message` leaves a channel's stream position.
+ *
+ * Returns `{ verdict, position, missed }`: verdict "deliver"; "duplicate" (offset at or
+ * below the last seen: drop it); "gap" (`missed` offsets were skipped: deliver, but
+ * continuity is lost); or "epoch" (the channel's history was reset: deliver, continuity
+ * is lost). Messages without an offset (channels without history) are always delivered.
+ */
+export function advance(position, message) {
+  if (typeof message.offset !== "number") return { verdict: "deliver", position, missed: 0 };
+  const next = { offset: message.offset, epoch: message.epoch ?? position?.epoch ?? "" };
+  if (!position) return { verdict: "deliver", position: next, missed: 0 };
+  if (next.epoch !== position.epoch) return { verdict: "epoch", position: next, missed: 0 };
+  if (message.offset <= position.offset) return { verdict: "duplicate", position, missed: 0 };
+  const missed = message.offset - position.offset - 1;
+  return { verdict: missed > 0 ? "gap" : "deliver", position: next, missed };
+}
+
+class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+
+  /** Call `listener` on each `event`; returns a function that removes it. */
+  on(event, listener) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(listener);
+    return () => this.off(event, listener);
+  }
+
+  off(event, listener) {
+    this._listeners.get(event)?.delete(listener);
+  }
+
+  _emit(event, detail) {
+    for (const listener of [...(this._listeners.get(event) ?? [])]) {
+      try {
+        listener(detail);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+const RETRYABLE_SUBSCRIBE_ERRORS = new Set(["unavailable", "internal", "rate_limited"]);
+
+/**
+ * One channel the application wants. It stays wanted across reconnects until
+ * `unsubscribe()`; events: "subscribed", "message", "unrecovered", "error", "join",
+ * "leave", "unsubscribed".
+ */
+export class Subscription extends Emitter {
+  constructor(client, channel, options) {
+    super();
+    this.client = client;
+    this.channel = channel;
+    this.state = "pending";
+    this.position = options.since ?? null;
+    this.recover = options.recover !== false;
+    this._token = options.token ?? null;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._subscribedOnce = false;
+  }
+
+  /** The offset and epoch of the last message seen, or null on a channel without history. */
+  get since() {
+    return this.position ? { ...this.position } : null;
+  }
+
+  /** Stop wanting the channel; no events follow. */
+  unsubscribe() {
+    this.client._unsubscribe(this);
+  }
+
+  /** The `subscribe` command to send now; `token` is the subscription JWT, if any. */
+  _command(id, token) {
+    const command = { op: "subscribe", id, channel: this.channel };
+    const since = this.recover && this.position?.epoch ? { ...this.position } : null;
+    if (since) command.since = since;
+    if (token) command.token = token;
+    return { command, since };
+  }
+
+  _onSubscribed(frame, since) {
+    this.state = "subscribed";
+    this._attempt = 0;
+    const resubscribed = this._subscribedOnce;
+    this._subscribedOnce = true;
+    const recovered = Boolean(since) && frame.recovered === true;
+    const detail = {
+      channel: this.channel,
+      offset: frame.offset,
+      epoch: frame.epoch,
+      recovered,
+      resubscribed,
+      missed: recovered ? Math.max(0, frame.offset - since.offset) : 0,
+    };
+    if (!recovered) this.position = frame.epoch ? { offset: frame.offset, epoch: frame.epoch } : null;
+    this._emit("subscribed", detail);
+    if (since && !recovered) {
+      this._emit("unrecovered", { channel: this.channel, reason: "recovery_failed", since, ...detail });
+    }
+  }
+
+  /** Track and deliver one `message`; false when it was a duplicate and was dropped. */
+  _onMessage(frame) {
+    const { verdict, position, missed } = advance(this.position, frame);
+    if (verdict === "duplicate") return false;
+    const before = this.position;
+    this.position = position;
+    if (verdict === "gap" || verdict === "epoch") {
+      this._emit("unrecovered", {
+        channel: this.channel,
+        reason: verdict === "gap" ? "gap" : "epoch_changed",
+        since: before,
+        offset: frame.offset,
+        epoch: frame.epoch,
+        missed,
+      });
+    }
+    this._emit("message", frame);
+    return true;
+  }
+}
+
+/**
+ * A connection to the gateway that stays up: it reconnects (trying each URL in turn),
+ * resubscribes with recovery, and queues commands while disconnected.
+ *
+ * Events: "connecting" `{attempt, url}`, "connected" (the `welcome` frame plus `url`),
+ * "disconnected" `{code, reason, reconnect, delay}`, "error" (a GatewayError that no
+ * command owns), "join"/"leave"/"message" for every subscription.
+ */
+export class GatewayClient extends Emitter {
+  constructor(urls, options = {}) {
+    super();
+    this.urls = Array.isArray(urls) ? [...urls] : [urls];
+    if (!this.urls.length) throw new TypeError("GatewayClient needs at least one URL");
+    this.options = { ...DEFAULTS, ...options };
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    if (typeof this._WebSocket !== "function") {
+      throw new TypeError("no WebSocket implementation: pass one as options.WebSocket");
+    }
+    this.state = "disconnected";
+    this.welcome = null;
+    this.subscriptions = new Map();
+    this._urlIndex = 0;
+    this._attempt = 0;
+    this._nextId = 1;
+    this._socket = null;
+    this._queue = [];
+    this._pending = new Map();
+    this._token = typeof options.token === "string" ? options.token : null;
+    this._reconnectTimer = null;
+    this._refreshTimer = null;
+    this._wanted = false;
+    this._closed = false;
+  }
+
+  /** Connect (and stay connected); resolves with the next `welcome`. */
+  connect() {
+    const welcomed = new Promise((resolve, reject) => {
+      const stop = [
+        this.on("connected", (welcome) => {
+          stop.forEach((off) => off());
+          resolve(welcome);
+        }),
+        this.on("disconnected", (event) => {
+          if (event.reconnect) return;
+          stop.forEach((off) => off());
+          reject(new GatewayError(ClientErrorCode.CLOSED, event.reason || `closed with ${event.code}`));
+        }),
+      ];
+    });
+    welcomed.catch(() => {});
+    this._closed = false;
+    if (!this._wanted) {
+      this._wanted = true;
+      this._open();
+    }
+    return welcomed;
+  }
+
+  /** Close for good: nothing reconnects, queued and pending commands fail with "closed". */
+  close() {
+    if (!this._wanted) return;
+    this._wanted = false;
+    clearTimeout(this._reconnectTimer);
+    const socket = this._socket;
+    this._detach();
+    if (socket) {
+      try {
+        socket.ws.close(1000);
+      } catch {
+        // already closing
+      }
+    }
+    this._closed = true;
+    this._failAll(ClientErrorCode.CLOSED, "the client was closed");
+    this.state = "disconnected";
+    this._emit("disconnected", { code: 1000, reason: "closed by the client", reconnect: false, delay: null });
+  }
+
+  /**
+   * Want a channel: subscribed now if connected, else on the next connection, and again
+   * (with recovery) after every reconnect. `handlers` maps event names to listeners; a
+   * function is the "message" listener. Options: `since`, `recover` (default true),
+   * `token` (a subscription JWT, or a function returning one).
+   */
+  subscribe(channel, handlers = {}, options = {}) {
+    if (this.subscriptions.has(channel)) throw new Error(`already subscribed to ${channel}`);
+    const subscription = new Subscription(this, channel, options);
+    const listeners = typeof handlers === "function" ? { message: handlers } : handlers;
+    for (const [event, listener] of Object.entries(listeners)) subscription.on(event, listener);
+    this.subscriptions.set(channel, subscription);
+    if (this.state === "connected") this._sendSubscribe(subscription);
+    return subscription;
+  }
+
+  /** Publish `data` (any JSON value); resolves with the `published` reply. */
+  publish(channel, data) {
+    return this.request({ op: "publish", channel, data });
+  }
+
+  /** Who is subscribed to `channel`; resolves with the `presence` reply (`clients`). */
+  presence(channel) {
+    return this.request({ op: "presence", channel });
+  }
+
+  /** A channel's retained messages; resolves with the `history` reply (`messages`). */
+  history(channel, { since, limit } = {}) {
+    const command = { op: "history", channel };
+    if (since) command.since = since;
+    if (limit !== undefined) command.limit = limit;
+    return this.request(command);
+  }
+
+  /**
+   * Send any command (an `id` is added) and resolve with its reply, or reject with a
+   * GatewayError carrying the error code. Sent once connected if not connected yet.
+   */
+  request(command) {
+    if (this._closed) {
+      return Promise.reject(new GatewayError(ClientErrorCode.CLOSED, "the client was closed"));
+    }
+    return new Promise((resolve, reject) => {
+      const entry = { frame: { ...command, id: this._nextId++ }, resolve, reject, timer: null };
+      entry.timer = setTimeout(() => {
+        this._pending.delete(entry.frame.id);
+        this._queue = this._queue.filter((queued) => queued !== entry);
+        reject(new GatewayError(ClientErrorCode.TIMEOUT, `no reply to ${command.op} in time`));
+      }, this.options.commandTimeout);
+      if (this.state === "connected") this._sendEntry(entry);
+      else this._queue.push(entry);
+    });
+  }
+
+  _currentUrl() {
+    return this.urls[this._urlIndex % this.urls.length];
+  }
+
+  async _open() {
+    this._reconnectTimer = null;
+    const url = this._currentUrl();
+    this.state = "connecting";
+    this._emit("connecting", { attempt: this._attempt, url });
+    let token = null;
+    try {
+      token = await this._connectionToken();
+    } catch (error) {
+      this._emit("error", new GatewayError("unauthorized", `token getter failed: ${error?.message ?? error}`));
+      this._scheduleReconnect({ code: 4001, reason: "no token" }, "backoff");
+      return;
+    }
+    if (!this._wanted) return;
+    let ws;
+    try {
+      ws = new this._WebSocket(url, SUBPROTOCOL);
+    } catch (error) {
+      this._scheduleReconnect({ code: 1006, reason: String(error?.message ?? error) }, "backoff");
+      return;
+    }
+    const socket = {
+      ws,
+      url,
+      token,
+      welcomed: false,
+      welcomedAt: 0,
+      lastSeen: Date.now(),
+      timers: [],
+      ticker: null,
+      deadline: null,
+      disconnect: null,
+    };
+    this._socket = socket;
+    socket.timers.push(
+      setTimeout(() => this._abandon(socket, "no welcome in time"), this.options.connectTimeout),
+    );
+    ws.onopen = () => {
+      if (token) ws.send(JSON.stringify({ op: "connect", id: `connect-${this._nextId++}`, token }));
+    };
+    ws.onmessage = (event) => this._onData(socket, event.data);
+    ws.onclose = (event) => this._onClose(socket, event.code, event.reason);
+    ws.onerror = () => {};
+  }
+
+  async _connectionToken() {
+    const { token } = this.options;
+    if (typeof token !== "function") return token ?? null;
+    if (!this._token) this._token = await token();
+    return this._token;
+  }
+
+  _onData(socket, data) {
+    if (socket !== this._socket || typeof data !== "string") return;
+    socket.lastSeen = Date.now();
+    let frames;
+    try {
+      frames = splitFrames(data);
+    } catch (error) {
+      this._emit("error", new GatewayError("bad_frame", `unparseable frame from the server: ${error.message}`));
+      return;
+    }
+    for (const frame of frames) {
+      if (socket !== this._socket) return;
+      this._onFrame(socket, frame);
+    }
+  }
+
+  _onFrame(socket, frame) {
+    switch (frame.op) {
+      case "welcome":
+        if (!socket.welcomed) this._onWelcome(socket, frame);
+        return;
+      case "message":
+      case "join":
+      case "leave": {
+        const subscription = this.subscriptions.get(frame.channel);
+        if (!subscription || subscription.state !== "subscribed") return;
+        if (frame.op !== "message") subscription._emit(frame.op, frame);
+        else if (!subscription._onMessage(frame)) return;
+        this._emit(frame.op, frame);
+        return;
+      }
+      case "disconnect":
+        socket.disconnect = frame;
+        return;
+    }
+    const entry = frame.id !== undefined ? this._pending.get(frame.id) : undefined;
+    if (entry) {
+      this._pending.delete(frame.id);
+      clearTimeout(entry.timer);
+      if (frame.op === "error") entry.reject(new GatewayError(frame.code, frame.message, frame));
+      else entry.resolve(frame);
+    } else if (frame.op === "error" && !String(frame.id ?? "").startsWith("connect-")) {
+      this._emit("error", new GatewayError(frame.code, frame.message, frame));
+    }
+  }
+
+  _onWelcome(socket, frame) {
+    socket.welcomed = true;
+    socket.welcomedAt = Date.now();
+    socket.timers.forEach(clearTimeout);
+    socket.timers = [];
+    this.welcome = frame;
+    this.state = "connected";
+    this._startKeepalive(socket, frame);
+    this._scheduleRefresh(socket);
+    for (const subscription of this.subscriptions.values()) this._sendSubscribe(subscription);
+    const queued = this._queue;
+    this._queue = [];
+    for (const entry of queued) this._sendEntry(entry);
+    this._emit("connected", { ...frame, url: socket.url });
+  }
+
+  _sendEntry(entry) {
+    this._pending.set(entry.frame.id, entry);
+    entry.socket = this._socket;
+    this._socket.ws.send(JSON.stringify(entry.frame));
+  }
+
+  _sendSubscribe(subscription) {
+    subscription.state = "subscribing";
+    clearTimeout(subscription._retryTimer);
+    const token = subscription._token;
+    if (typeof token !== "function") {
+      this._sendSubscribeCommand(subscription, token);
+      return;
+    }
+    const socket = this._socket;
+    Promise.resolve()
+      .then(() => token(subscription.channel))
+      .then(
+        (value) => {
+          if (socket === this._socket && this.subscriptions.get(subscription.channel) === subscription) {
+            this._sendSubscribeCommand(subscription, value);
+          }
+        },
+        (error) => {
+          const message = `subscription token getter failed: ${error?.message ?? error}`;
+          this._onSubscribeError(subscription, new GatewayError("forbidden", message));
+        },
+      );
+  }
+
+  _sendSubscribeCommand(subscription, token) {
+    const { command, since } = subscription._command(this._nextId++, token);
+    const entry = {
+      frame: command,
+      timer: null,
+      resolve: (frame) => {
+        if (this.subscriptions.get(subscription.channel) === subscription) subscription._onSubscribed(frame, since);
+      },
+      reject: (error) => {
+        if (this.subscriptions.get(subscription.channel) !== subscription) return;
+        if (error.code === ClientErrorCode.DISCONNECTED) return;
+        this._onSubscribeError(subscription, error);
+      },
+    };
+    this._sendEntry(entry);
+  }
+
+  _onSubscribeError(subscription, error) {
+    if (RETRYABLE_SUBSCRIBE_ERRORS.has(error.code)) {
+      subscription.state = "pending";
+      subscription._emit("error", error);
+      const delay = backoffDelay(subscription._attempt++, this.options);
+      subscription._retryTimer = setTimeout(() => {
+        if (this.state === "connected" && this.subscriptions.get(subscription.channel) === subscription) {
+          this._sendSubscribe(subscription);
+        }
+      }, delay);
+      return;
+    }
+    subscription.state = "failed";
+    this.subscriptions.delete(subscription.channel);
+    subscription._emit("error", error);
+  }
+
+  _unsubscribe(subscription) {
+    if (this.subscriptions.get(subscription.channel) !== subscription) return;
+    this.subscriptions.delete(subscription.channel);
+    clearTimeout(subscription._retryTimer);
+    const wasLive = subscription.state === "subscribed" || subscription.state === "subscribing";
+    subscription.state = "unsubscribed";
+    if (wasLive && this.state === "connected") {
+      this.request({ op: "unsubscribe", channel: subscription.channel }).catch(() => {});
+    }
+    subscription._emit("unsubscribed", { channel: subscription.channel });
+  }
+
+  _startKeepalive(socket, welcome) {
+    const interval = this.options.pingInterval ?? (welcome.ping ? welcome.ping * 1000 : 25000);
+    const timeout = this.options.pongTimeout ?? Math.min(10000, interval);
+    socket.ticker = setInterval(() => {
+      if (socket !== this._socket) return;
+      try {
+        socket.ws.send('{"op":"ping"}');
+      } catch {
+        return;
+      }
+      if (socket.deadline) return;
+      const sentAt = Date.now();
+      socket.deadline = setTimeout(() => {
+        socket.deadline = null;
+        if (socket.lastSeen < sentAt) this._abandon(socket, "no pong: the connection is presumed dead");
+      }, timeout);
+    }, interval);
+  }
+
+  _scheduleRefresh(socket) {
+    clearTimeout(this._refreshTimer);
+    if (typeof this.options.token !== "function") return;
+    const exp = tokenExpiry(socket.token);
+    if (exp !== null) this._planRefresh(socket, exp);
+  }
+
+  _planRefresh(socket, exp) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = setTimeout(() => this._refresh(socket), refreshDelay(exp, Date.now()));
+  }
+
+  async _refresh(socket) {
+    if (socket !== this._socket || !this._wanted) return;
+    try {
+      const token = await this.options.token();
+      const reply = await this.request({ op: "refresh", token });
+      this._token = token;
+      socket.token = token;
+      const exp = typeof reply.exp === "number" ? reply.exp : tokenExpiry(token);
+      if (exp !== null && socket === this._socket) this._planRefresh(socket, exp);
+    } catch (error) {
+      this._emit("error", error instanceof GatewayError ? error : new GatewayError("unauthorized", String(error?.message ?? error)));
+    }
+  }
+
+  _abandon(socket, reason) {
+    if (socket !== this._socket) return;
+    try {
+      socket.ws.close();
+    } catch {
+      // a socket that never opened
+    }
+    this._onClose(socket, 1006, reason);
+  }
+
+  _detach() {
+    const socket = this._socket;
+    this._socket = null;
+    clearTimeout(this._refreshTimer);
+    if (!socket) return;
+    socket.timers.forEach(clearTimeout);
+    clearInterval(socket.ticker);
+    clearTimeout(socket.deadline);
+    socket.ws.onopen = socket.ws.onmessage = socket.ws.onclose = null;
+    for (const [id, entry] of this._pending) {
+      if (entry.socket !== socket) continue;
+      this._pending.delete(id);
+      clearTimeout(entry.timer);
+      entry.reject(new GatewayError(ClientErrorCode.DISCONNECTED, "the connection closed before the reply"));
+    }
+    for (const subscription of this.subscriptions.values()) {
+      clearTimeout(subscription._retryTimer);
+      subscription.state = "pending";
+    }
+  }
+
+  _onClose(socket, code, reason) {
+    if (socket !== this._socket) return;
+    const stable = socket.welcomed && Date.now() - socket.welcomedAt >= this.options.stableAfter;
+    this._detach();
+    this.welcome = null;
+    if (stable) this._attempt = 0;
+    this._urlIndex += 1;
+    let action = closeAction(code);
+    if (action === "refresh") {
+      if (typeof this.options.token === "function") this._token = null;
+      else action = "stop";
+    }
+    const why = { code, reason: reason || socket.disconnect?.reason || "" };
+    if (action === "stop" || !this._wanted) {
+      this._wanted = false;
+      this._closed = true;
+      this.state = "disconnected";
+      this._failAll(ClientErrorCode.CLOSED, `the connection closed with ${code}`);
+      this._emit("disconnected", { ...why, reconnect: false, delay: null });
+      return;
+    }
+    this._scheduleReconnect(why, action);
+  }
+
+  _scheduleReconnect(why, action) {
+    const delay = action === "now" ? 0 : backoffDelay(this._attempt++, this.options);
+    this.state = "disconnected";
+    this._emit("disconnected", { ...why, reconnect: true, delay });
+    this._reconnectTimer = setTimeout(() => {
+      if (this._wanted) this._open();
+    }, delay);
+  }
+
+  _failAll(code, message) {
+    for (const entry of this._queue.concat([...this._pending.values()])) {
+      clearTimeout(entry.timer);
+      entry.reject(new GatewayError(code, message));
+    }
+    this._queue = [];
+    this._pending.clear();
+  }
+}

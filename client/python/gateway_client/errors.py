@@ -1,0 +1,29 @@
+"""How a client command fails: the protocol's error codes, plus a few of the client's own."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ClientErrorCode(StrEnum):
+    """Codes the client produces itself; the server's are the protocol's error codes."""
+
+    DISCONNECTED = "disconnected"
+    """The connection closed after the command was sent, before its reply."""
+    CLOSED = "closed"
+    """The client was closed, or stopped on a close code that forbids reconnecting."""
+    TIMEOUT = "timeout"
+    """No reply within the client's request timeout."""
+    UNREACHABLE = "unreachable"
+    """No connection could be made within the allowed attempts."""
+
+
+class GatewayClientError(Exception):
+    """A command failed; ``code`` is the protocol's error code or a `ClientErrorCode`."""
+
+    def __init__(self, code: str, message: str = "", frame: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = str(code)
+        self.message = message
+        self.frame = frame

@@ -1,0 +1,1 @@
+../../client/js/gateway.js

@@ -1,0 +1,72 @@
+"""The Python client's reconnect and token policy (gateway_client.policy)."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+import pytest
+
+from gateway_client.policy import (
+    backoff_delay,
+    close_action,
+    handshake_retryable,
+    refresh_delay,
+    token_expiry,
+)
+
+
+def _token(claims: dict[str, object]) -> str:
+    body = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzI1NiJ9.{body}.signature"
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        (1000, "stop"),
+        (1003, "stop"),
+        (1009, "stop"),
+        (4003, "stop"),
+        (4001, "refresh"),
+        (1001, "now"),
+        (1012, "now"),
+        (1006, "backoff"),
+        (1011, "backoff"),
+        (4008, "backoff"),
+        (4029, "backoff"),
+    ],
+)
+def test_close_codes_follow_the_protocol_table(code: int, action: str) -> None:
+    assert close_action(code) == action
+
+
+def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
+    assert backoff_delay(0, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.05)
+    assert backoff_delay(3, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.4)
+    assert backoff_delay(1000, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.5)
+    assert backoff_delay(4, 0.1, 1.0, lambda: 0.0) == 0.0
+
+
+def test_only_overload_and_not_ready_handshake_refusals_are_retried() -> None:
+    assert handshake_retryable(503) and handshake_retryable(429)
+    assert not handshake_retryable(403) and not handshake_retryable(400)
+
+
+def test_token_expiry_reads_the_exp_claim() -> None:
+    assert token_expiry(_token({"sub": "a", "exp": 1_700_000_000})) == 1_700_000_000
+
+
+@pytest.mark.parametrize(
+    "token", ["", "opaque", "a.b.c", _token({"sub": "a"}), _token({"exp": True}), _token([1])]
+)
+def test_token_without_a_readable_expiry_has_none(token: str) -> None:
+    assert token_expiry(token) is None
+
+
+def test_refresh_comes_a_fifth_of_the_remaining_life_before_expiry_at_most_30s() -> None:
+    now = time.time()
+    assert refresh_delay(now + 10, now) == pytest.approx(8)
+    assert refresh_delay(now + 3600, now) == pytest.approx(3570)
+    assert refresh_delay(now - 5, now) == 0
