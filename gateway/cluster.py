@@ -215,12 +215,7 @@ class Cluster:
         self, program: str, template: str, replicas: list[str], deadline: float
     ) -> None:
         upstreams = [address.removeprefix("http://") for address in replicas]
-        site = self.directory / "gateway.conf"
-        site.write_text(nginx.render_site(template, f"127.0.0.1:{self.port}", upstreams))
-        config = self.directory / "nginx.conf"
-        config.write_text(
-            nginx.main_config(self.directory, site, _nginx_user(), _worker_connections())
-        )
+        config = write_nginx_config(self.directory, template, f"127.0.0.1:{self.port}", upstreams)
         command = [program, "-p", str(self.directory), "-c", str(config), "-e", "stderr"]
         child = self._spawn("nginx", self.url, command, essential=True)
         self._wait_until(child, f"{self.url}/healthz", deadline)
@@ -400,6 +395,15 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def write_nginx_config(directory: Path, template: str, listen: str, upstreams: list[str]) -> Path:
+    """Write the site (rendered template) and the nginx.conf including it; returns the latter."""
+    site = directory / "gateway.conf"
+    site.write_text(nginx.render_site(template, listen, upstreams))
+    config = directory / "nginx.conf"
+    config.write_text(nginx.main_config(directory, site, _nginx_user(), _worker_connections()))
+    return config
 
 
 def _http_ok(url: str) -> bool:
