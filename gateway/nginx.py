@@ -16,7 +16,8 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
 """The template in a source checkout (`gateway cluster` is a development tool)."""
 
-PLACEHOLDER = re.compile(r"\$\{(NGINX_[A-Z0-9_]+)\}")
+PLACEHOLDER = re.compile(r"\$\{(NGINX_\w+)\}|\$(NGINX_\w+)", re.ASCII)
+"""``${NGINX_NAME}`` or ``$NGINX_NAME``: the two forms envsubst replaces."""
 
 
 class TemplateError(Exception):
@@ -24,20 +25,20 @@ class TemplateError(Exception):
 
 
 def render_template(template: str, values: Mapping[str, str]) -> str:
-    """Replace each ``${NAME}`` of ``values`` in ``template``, as envsubst would.
+    """Replace each ``${NAME}`` or ``$NAME`` of ``values`` in ``template``, as envsubst would.
 
     Raises:
         TemplateError: a ``${NGINX_...}`` placeholder is left without a value.
     """
-    missing = sorted({name for name in PLACEHOLDER.findall(template) if name not in values})
+    missing = sorted(placeholders(template) - set(values))
     if missing:
         raise TemplateError(f"no value for {', '.join(missing)} in the nginx template")
-    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+    return PLACEHOLDER.sub(lambda match: values[match.group(1) or match.group(2)], template)
 
 
 def placeholders(template: str) -> set[str]:
-    """The ``${NGINX_...}`` names a template needs."""
-    return set(PLACEHOLDER.findall(template))
+    """The ``NGINX_...`` names a template needs."""
+    return {braced or bare for braced, bare in PLACEHOLDER.findall(template)}
 
 
 def render_site(template: str, listen: str, upstreams: Sequence[str]) -> str:
