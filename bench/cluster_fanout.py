@@ -5,7 +5,7 @@ spreads them over the replicas), publishes M messages in NDJSON batches from one
 connection, and reports deliveries/s, loss, and the CPU time per delivery of each kind of
 process (replicas, nginx, redis). Bounded in count and in time.
 
-    python bench/cluster_fanout.py --replicas 3 --subscribers 600 --messages 1000
+    python bench/cluster_fanout.py --replicas 3 --subscribers 600 --messages 1000 [--config F]
 """
 
 from __future__ import annotations
@@ -31,12 +31,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD_LINE = re.compile(r"^  (\S+)\s+pid (\d+)\s", re.MULTILINE)
 
 
-def start_cluster(replicas: int, port: int) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+def start_cluster(
+    replicas: int, port: int, config: str | None
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     """`gateway cluster` and the pid of each process it announced (nginx's master only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["PYTHONPATH"] = str(ROOT)
     command = [sys.executable, "-m", "gateway", "cluster", "--replicas", str(replicas)]
     command += ["--port", str(port), "--log-level", "warning"]
+    if config:
+        command += ["--config", config]
     cluster = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
@@ -119,9 +123,10 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=600)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=20, help="publishes per NDJSON frame")
+    parser.add_argument("--config", help="TOML config for the replicas (e.g. history off)")
     args = parser.parse_args()
     port = free_port()
-    cluster, pids = start_cluster(args.replicas, port)
+    cluster, pids = start_cluster(args.replicas, port, args.config)
     try:
         result = asyncio.run(
             measure(f"ws://127.0.0.1:{port}/ws", pids, args.subscribers, args.messages, args.batch)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the programs the tests run for real (redis-server, nginx, chromium) and the
-# checkers of the deployment files (docker-compose, haproxy) when missing.
+# checkers of the deployment files (docker-compose, haproxy, envsubst) when missing.
 # Uses apt-get as root (or through sudo); elsewhere it says what to install and fails.
 set -euo pipefail
 
 declare -A package_of=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [chromium]=chromium
-  [docker-compose]=docker-compose [haproxy]=haproxy)
+  [docker-compose]=docker-compose [haproxy]=haproxy [envsubst]=gettext-base)
 missing=()
-for binary in redis-server redis-cli nginx chromium docker-compose haproxy; do
+for binary in redis-server redis-cli nginx chromium docker-compose haproxy envsubst; do
   command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ] || missing+=("${package_of[$binary]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

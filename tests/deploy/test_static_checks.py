@@ -1,8 +1,8 @@
 """The deployment files, checked by the tools of their ecosystems and against our settings.
 
 `docker-compose config` (Debian's docker-compose), `kubernetes-validate`, `hadolint`,
-`nginx -t` and `haproxy -c`. Each check is also run once on a deliberately broken copy, so
-a check that stopped checking would fail here too.
+`nginx -t`, `haproxy -c`, and envsubst as the nginx image runs it. Each check is also run
+once on a deliberately broken copy, so a check that stopped checking would fail here too.
 """
 
 from __future__ import annotations
@@ -131,6 +131,25 @@ def test_compose_nginx_renders_the_shared_template_for_every_replica(
     assert sorted(upstreams) == sorted(gateway_services(compose))
     assert {dep["condition"] for dep in service["depends_on"].values()} == {"service_healthy"}
     assert set(service["depends_on"]) == set(gateway_services(compose))
+
+
+def test_envsubst_renders_the_template_as_gateway_cluster_does(compose: dict[str, Any]) -> None:
+    """What the nginx image does at start (envsubst over its defined variables) and ours agree."""
+    values = compose["services"]["nginx"]["environment"]
+    environment = {**os.environ, **values}
+    defined = " ".join(f"${{{name}}}" for name in environment)
+    template = nginx.TEMPLATE.read_text()
+    result = subprocess.run(
+        [program("envsubst"), defined],
+        input=template,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout == nginx.render_template(template, values)
+    assert "server gateway-1:8000; server gateway-2:8000;" in result.stdout
 
 
 # Kubernetes
