@@ -126,9 +126,14 @@ class Child:
                 self.process.send_signal(signum)
 
     def kill_group(self) -> None:
-        """SIGKILL the child's whole process group (nginx's workers too)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        """SIGKILL what is left of the child's process group (nginx's workers too).
+
+        Only while the group is still the child's: its leader not yet reaped, or members
+        left (then its id cannot have been reused).
+        """
+        if self.alive() or _group_has_members(self.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
 
@@ -254,7 +259,17 @@ class Cluster:
         stream.close()
 
     def _wait_until(self, child: Child, url: str, deadline: float) -> None:
-        self._wait_for(child, lambda: _http_ok(url), deadline)
+        last_answer = ["no answer"]
+
+        def answers_200() -> bool:
+            status, body = _http_get(url)
+            last_answer[0] = f"{status} {body}".strip() if status else "no answer"
+            return status == 200
+
+        try:
+            self._wait_for(child, answers_200, deadline)
+        except ClusterError as exc:
+            raise ClusterError(f"{exc} (last answer from {url}: {last_answer[0]})") from None
 
     def _wait_for(self, child: Child, ready: Callable[[], bool], deadline: float) -> None:
         while not ready():
@@ -305,6 +320,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every child: replicas drain while nginx finishes its connections, then Redis."""
+        if any(child.alive() for child in self.children):
+            self._say(f"stopping (replicas drain for up to {self.settings.drain_seconds:g} s)")
         replicas = self._replicas()
         balancers = [c for c in self.children if c.name == "nginx"]
         stores = [c for c in self.children if c.name == "redis"]
@@ -406,12 +423,24 @@ def write_nginx_config(directory: Path, template: str, listen: str, upstreams: l
     return config
 
 
-def _http_ok(url: str) -> bool:
+def _http_get(url: str) -> tuple[int | None, str]:
+    """The status and the start of the body of a GET; (None, "") when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
+            return int(response.status), response.read(200).decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(200).decode(errors="replace")
     except (urllib.error.URLError, OSError):
-        return False
+        return None, ""
+
+
+def _group_has_members(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (Linux /proc; False elsewhere)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                return True
+    return False
 
 
 def _redis_answers(port: int) -> bool:

@@ -23,7 +23,7 @@ RECONNECT_CODES = {1001, 1012}
 @pytest.fixture(scope="module")
 def three_replicas() -> Iterator[ClusterProcess]:
     """One cluster of three replicas and its own redis-server, shared by a test module."""
-    cluster = ClusterProcess(replicas=3)
+    cluster = ClusterProcess(replicas=3, settings={"drain_seconds": 1})
     try:
         yield cluster.start()
     finally:
@@ -107,7 +107,9 @@ async def test_sigterm_stops_every_child_and_clients_are_told_to_reconnect(
 async def test_ctrl_c_with_a_configured_redis_starts_none_and_stops_all(
     new_cluster: list[ClusterProcess], redis_server: RedisServer
 ) -> None:
-    cluster = ClusterProcess(replicas=2, settings={"redis_url": redis_server.url})
+    cluster = ClusterProcess(
+        replicas=2, settings={"redis_url": redis_server.url, "drain_seconds": 1}
+    )
     new_cluster.append(cluster.start())
     assert "redis" not in cluster.children
     assert f"external  {redis_server.url}" in cluster.stdout()
