@@ -17,18 +17,63 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from picows import WSListener, WSMsgType, ws_connect
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quick_fanout import Counter, cpu_seconds, free_port
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_LINE = re.compile(r"^  (\S+)\s+pid (\d+)\s", re.MULTILINE)
+SUBSCRIBE = b'{"op":"subscribe","id":1,"channel":"bench"}'
+PUBLISH = '{"op":"publish","channel":"bench","data":{"text":"' + "x" * 100 + '"}}'
+
+
+class Tally:
+    """Deliveries counted over every subscriber; done once all expected ones arrived."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = 0
+        self.done = asyncio.Event()
+
+    def add(self, count: int) -> None:
+        self.received += count
+        if self.received >= self.expected:
+            self.done.set()
+
+
+class Subscriber(WSListener):  # type: ignore[misc]
+    """One subscriber connection; adds the `message` events of each frame to the tally."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.subscribed = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(WSMsgType.TEXT, SUBSCRIBE)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        self.tally.add(payload.count(b'"op":"message"'))
+        if not self.subscribed.done() and b'"subscribed"' in payload:
+            self.subscribed.set_result(None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_cluster(
@@ -79,37 +124,30 @@ async def measure(
     url: str, pids: dict[str, int], subscribers: int, messages: int, batch: int
 ) -> dict[str, object]:
     """Connect, subscribe, publish and count through nginx; CPU per kind of process."""
-    Counter.expected = subscribers * messages
-    Counter.all_arrived = asyncio.Event()
-    connections = []
-    for _ in range(subscribers):
-        transport, listener = await ws_connect(Counter, url)
-        transport.send(WSMsgType.TEXT, b'{"op":"subscribe","id":1,"channel":"bench"}')
-        connections.append((transport, listener))
-    await asyncio.wait_for(asyncio.gather(*(listener.ready for _, listener in connections)), 60)
+    tally = Tally(subscribers * messages)
+    connections = [await ws_connect(lambda: Subscriber(tally), url) for _ in range(subscribers)]
+    await asyncio.wait_for(asyncio.gather(*(sub.subscribed for _, sub in connections)), 60)
     publisher, _ = await ws_connect(WSListener, url)
-    line = '{"op":"publish","channel":"bench","data":{"text":"' + "x" * 100 + '"}}'
     cpu_before = cpu_by_kind(pids)
     started = time.perf_counter()
     for start in range(0, messages, batch):
-        publisher.send(WSMsgType.TEXT, "\n".join([line] * min(batch, messages - start)).encode())
+        publisher.send(WSMsgType.TEXT, "\n".join([PUBLISH] * min(batch, messages - start)).encode())
         await asyncio.sleep(0)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(Counter.all_arrived.wait(), 120)
+        await asyncio.wait_for(tally.done.wait(), 120)
     elapsed = time.perf_counter() - started
     cpu_after = cpu_by_kind(pids)
-    for transport, _ in connections:
+    for transport, _ in [*connections, (publisher, None)]:
         transport.disconnect()
-    publisher.disconnect()
-    delivered = max(Counter.total, 1)
+    delivered = max(tally.received, 1)
     return {
         "replicas": sum(name.startswith("gateway-") for name in pids),
         "subscribers": subscribers,
         "messages": messages,
-        "delivered": Counter.total,
-        "lost": Counter.expected - Counter.total,
+        "delivered": tally.received,
+        "lost": tally.expected - tally.received,
         "seconds": round(elapsed, 3),
-        "deliveries_per_second": round(Counter.total / elapsed),
+        "deliveries_per_second": round(tally.received / elapsed),
         "cpu_us_per_delivery": {
             kind: round((cpu_after[kind] - cpu_before[kind]) / delivered * 1e6, 2)
             for kind in cpu_before
