@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Literal
 
 from gateway import nginx
 from gateway.settings import Settings, child_environment, load_settings
@@ -39,6 +39,7 @@ START_SECONDS = 30.0
 """How long every child together may take to become ready."""
 
 POLL_SECONDS = 0.1
+ChildKind = Literal["redis", "replica", "nginx"]
 SBIN_DIRECTORIES = ("/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/local/nginx/sbin")
 INSTALL_HINTS = {
     "redis-server": "apt-get install redis-server, brew install redis, or set GATEWAY_REDIS_URL",
@@ -106,16 +107,20 @@ class Child:
     """One process the cluster started; its output is copied to ours, prefixed by its name."""
 
     name: str
+    kind: ChildKind
     address: str
     process: subprocess.Popen[bytes]
-    essential: bool
-    expected_exit: bool = False
     reported: bool = False
-    _pump: threading.Thread | None = field(default=None, repr=False)
+    pump: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def essential(self) -> bool:
+        """Without it the cluster cannot serve (a replica is not: the others take over)."""
+        return self.kind != "replica"
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -202,7 +207,7 @@ class Cluster:
         redis_dir.mkdir()
         command = [program, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", str(redis_dir), "--loglevel", "warning"]
-        child = self._spawn("redis", self.redis_url, command, essential=True)
+        child = self._spawn("redis", "redis", self.redis_url, command)
         self._wait_for(child, lambda: _redis_answers(port), deadline)
 
     def _start_replica(self, index: int) -> Child:
@@ -214,7 +219,8 @@ class Cluster:
             command += ["--config", self.config]
         assert self.redis_url is not None
         environment = child_environment(redis_url=self.redis_url, node_id=name)
-        return self._spawn(name, f"http://127.0.0.1:{port}", command, environment=environment)
+        address = f"http://127.0.0.1:{port}"
+        return self._spawn(name, "replica", address, command, environment=environment)
 
     def _start_nginx(
         self, program: str, template: str, replicas: list[str], deadline: float
@@ -222,16 +228,16 @@ class Cluster:
         upstreams = [address.removeprefix("http://") for address in replicas]
         config = write_nginx_config(self.directory, template, f"127.0.0.1:{self.port}", upstreams)
         command = [program, "-p", str(self.directory), "-c", str(config), "-e", "stderr"]
-        child = self._spawn("nginx", self.url, command, essential=True)
+        child = self._spawn("nginx", "nginx", self.url, command)
         self._wait_until(child, f"{self.url}/healthz", deadline)
 
     def _spawn(
         self,
         name: str,
+        kind: ChildKind,
         address: str,
         command: list[str],
         *,
-        essential: bool = False,
         environment: dict[str, str] | None = None,
     ) -> Child:
         process = subprocess.Popen(
@@ -242,12 +248,12 @@ class Cluster:
             env=environment,
             start_new_session=True,
         )
-        child = Child(name, address, process, essential)
+        child = Child(name, kind, address, process)
         assert process.stdout is not None
-        child._pump = threading.Thread(
+        child.pump = threading.Thread(
             target=self._copy_output, args=(name, process.stdout), daemon=True
         )
-        child._pump.start()
+        child.pump.start()
         self.children.append(child)
         return child
 
@@ -259,17 +265,18 @@ class Cluster:
         stream.close()
 
     def _wait_until(self, child: Child, url: str, deadline: float) -> None:
-        last_answer = ["no answer"]
+        last_answer = "no answer"
 
         def answers_200() -> bool:
+            nonlocal last_answer
             status, body = _http_get(url)
-            last_answer[0] = f"{status} {body}".strip() if status else "no answer"
+            last_answer = f"{status} {body}".strip() if status else "no answer"
             return status == 200
 
         try:
             self._wait_for(child, answers_200, deadline)
         except ClusterError as exc:
-            raise ClusterError(f"{exc} (last answer from {url}: {last_answer[0]})") from None
+            raise ClusterError(f"{exc} (last answer from {url}: {last_answer})") from None
 
     def _wait_for(self, child: Child, ready: Callable[[], bool], deadline: float) -> None:
         while not ready():
@@ -292,7 +299,7 @@ class Cluster:
             f"  demo        {self.url}/",
             f"  websocket   ws://127.0.0.1:{self.port}/ws",
         ]
-        if not any(child.name == "redis" for child in self.children):
+        if not self._of_kind("redis"):
             lines.append(f"  redis       external  {self.redis_url}")
         lines += [f"  {c.name:<11} pid {c.pid:<7} {c.address}" for c in self.children]
         lines.append("Ctrl-C stops everything.")
@@ -306,7 +313,7 @@ class Cluster:
                 if child.alive() or child.reported:
                     continue
                 child.reported = True
-                if child.essential or not any(c.alive() for c in self._replicas()):
+                if child.essential or not any(c.alive() for c in self._of_kind("replica")):
                     self._say(
                         f"{child.name} (pid {child.pid}) exited unexpectedly "
                         f"({child.describe_exit()}); stopping the cluster"
@@ -322,25 +329,21 @@ class Cluster:
         """Stop every child: replicas drain while nginx finishes its connections, then Redis."""
         if any(child.alive() for child in self.children):
             self._say(f"stopping (replicas drain for up to {self.settings.drain_seconds:g} s)")
-        replicas = self._replicas()
-        balancers = [c for c in self.children if c.name == "nginx"]
-        stores = [c for c in self.children if c.name == "redis"]
-        for child in self.children:
-            child.expected_exit = True
+        replicas = self._of_kind("replica")
+        balancers = self._of_kind("nginx")
+        stores = self._of_kind("redis")
         for child in replicas:
             child.signal(signal.SIGTERM)
         for child in balancers:
             child.signal(signal.SIGQUIT)
         self._wait_or_kill(replicas, self.settings.drain_seconds + 10)
-        for child in balancers:
-            child.signal(signal.SIGTERM)
         self._wait_or_kill(balancers, 5)
         for child in stores:
             child.signal(signal.SIGTERM)
         self._wait_or_kill(stores, 10)
         for child in self.children:
-            if child._pump is not None:
-                child._pump.join(5)
+            if child.pump is not None:
+                child.pump.join(5)
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _wait_or_kill(self, children: list[Child], timeout: float) -> None:
@@ -350,8 +353,8 @@ class Cluster:
                 self._say(f"{child.name} (pid {child.pid}) did not stop in time: killing it")
             child.kill_group()
 
-    def _replicas(self) -> list[Child]:
-        return [c for c in self.children if c.name.startswith("gateway-")]
+    def _of_kind(self, kind: ChildKind) -> list[Child]:
+        return [child for child in self.children if child.kind == kind]
 
     def _say(self, message: str) -> None:
         with self._output_lock:
