@@ -54,7 +54,47 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     client_cli.add_commands(commands)
+
+    cluster = commands.add_parser(
+        "cluster", help="run redis, N replicas and nginx locally (the compose topology)"
+    )
+    cluster.add_argument("--replicas", type=_positive, default=3, help="replicas (default 3)")
+    cluster.add_argument("--port", type=_port, default=8000, help="nginx port (default 8000)")
+    cluster.add_argument("--config", help="TOML config file for every replica")
+    cluster.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    cluster.set_defaults(run=_cluster)
     return parser
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), not {value}")
+    return value
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from gateway.cluster import ClusterError, run_cluster
+
+    try:
+        return run_cluster(args.replicas, args.port, args.config, args.log_level)
+    except ClusterError as exc:
+        print(f"gateway cluster: {exc}", file=sys.stderr)
+        return 1
 
 
 def _serve(args: argparse.Namespace) -> int:

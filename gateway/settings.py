@@ -136,6 +136,24 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         raise ConfigError(_describe(exc, path)) from None
 
 
+def child_environment(**settings: str | int | float | bool) -> dict[str, str]:
+    """This process's environment plus ``GATEWAY_*`` variables for ``settings``.
+
+    For starting other gateway processes: ``child_environment(node_id="gateway-1")``.
+
+    Raises:
+        ConfigError: a name is not a setting.
+    """
+    unknown = sorted(name for name in settings if name not in Settings.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    environment = dict(os.environ)
+    for name, value in settings.items():
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        environment[f"GATEWAY_{name.upper()}"] = text
+    return environment
+
+
 def _env_config_path() -> Path | None:
     value = os.environ.get("GATEWAY_CONFIG")
     return Path(value) if value else None

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the programs the tests run for real (redis-server, nginx, chromium, node) when missing.
+# Installs the programs the tests run for real (redis-server, nginx, chromium, node) and the
+# checkers of the deployment files (docker-compose, haproxy, envsubst) when missing.
 # Uses apt-get as root (or through sudo); elsewhere it says what to install and fails.
 set -euo pipefail
 
-declare -A package_of=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [chromium]=chromium [node]=nodejs)
+declare -A package_of=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [chromium]=chromium
+  [node]=nodejs [docker-compose]=docker-compose [haproxy]=haproxy [envsubst]=gettext-base)
 missing=()
-for binary in redis-server redis-cli nginx chromium node; do
+for binary in redis-server redis-cli nginx chromium node docker-compose haproxy envsubst; do
   command -v "$binary" >/dev/null 2>&1 || [ -x "/usr/sbin/$binary" ] || missing+=("${package_of[$binary]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
