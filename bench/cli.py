@@ -18,6 +18,7 @@ from bench import report
 from bench.loadgen.pool import LoadGenerator
 from bench.processes import KINDS, RedisProcess
 from bench.profiles import PROFILES, Profile
+from bench.rounds import combine
 from bench.system import machine, placement
 from bench.workloads import (
     WORKLOADS,
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = _profile(args)
     servers = _names(args.servers, KINDS, "server")
     selected = set(_names(args.workloads, WORKLOADS, "workload"))
-    results = run(profile, servers, selected, pin=not args.no_pin)
+    results = run(profile, servers, selected, pin=not args.no_pin, rounds=args.rounds)
     write(results, Path(args.output))
     print(report.markdown(results))
     failed = [name for name, data in results["servers"].items() if "error" in data]
@@ -63,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIELD=VALUE",
         help="override a profile field, e.g. --set fanout_rate=50 (see bench/profiles.py)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat every server's workloads, interleaved; figures are medians over rounds",
     )
     parser.add_argument("--output", default=str(RESULTS), help="directory for latest.{json,md,png}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
@@ -93,8 +100,11 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run(profile: Profile, servers: list[str], selected: set[str], pin: bool) -> dict[str, Any]:
-    """Start Redis and the load generators once, then measure each server kind in turn."""
+def run(
+    profile: Profile, servers: list[str], selected: set[str], pin: bool, rounds: int = 1
+) -> dict[str, Any]:
+    """Start Redis and the load generators once, then measure each server kind in turn,
+    ``rounds`` times over (bare, gateway, socketio, bare, gateway, ...)."""
     started = time.time()
     host = machine()
     cpus = placement(pin)
@@ -102,6 +112,7 @@ def run(profile: Profile, servers: list[str], selected: set[str], pin: bool) -> 
         os.sched_setaffinity(0, cpus.loadgen)
     results: dict[str, Any] = {
         "profile": profile.as_dict(),
+        "rounds": rounds,
         "started_at": datetime.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "machine": host,
         "placement": {
@@ -112,37 +123,49 @@ def run(profile: Profile, servers: list[str], selected: set[str], pin: bool) -> 
         "workloads": sorted(selected, key=WORKLOADS.index),
         "servers": {},
     }
+    entries: dict[str, dict[str, Any]] = results["servers"]
+    measured: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     warnings: list[str] = []
+    for name in servers:
+        entries[name] = {"label": KINDS[name].label, "replicas": profile.replicas}
+        missing = _missing(name)
+        if missing:
+            entries[name]["skipped"] = f"{missing} is not installed (pip install -e '.[bench]')"
+            warnings.append(f"{name}: not measured: {entries[name]['skipped']}")
     redis = RedisProcess(cpus.loadgen)
     loadgen = LoadGenerator(profile.loadgen_processes, cpus.loadgen)
     try:
-        for name in servers:
-            kind = KINDS[name]
-            entry: dict[str, Any] = {"label": kind.label, "replicas": profile.replicas}
-            results["servers"][name] = entry
-            missing = _missing(name)
-            if missing:
-                entry["skipped"] = f"{missing} is not installed (pip install -e '.[bench]')"
-                warnings.append(f"{name}: not measured: {entry['skipped']}")
-                continue
-            _log(f"{name}: {kind.label}, {profile.replicas} processes")
-            try:
-                measured = run_kind(kind, profile, redis, loadgen, cpus, selected, _log)
-            except Exception as exc:
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-                warnings.append(f"{name}: FAILED: {entry['error']}")
-                _log(f"  failed: {entry['error']}")
-                _reset_loadgen(loadgen)
-                continue
-            entry["results"] = measured
-            warnings += loss_warnings(name, measured)
-            warnings += loadgen_warnings(name, measured)
-            warnings += other_work_warnings(name, measured)
+        for number in range(1, rounds + 1):
+            for name in servers:
+                entry = entries[name]
+                if "skipped" in entry or "error" in entry:
+                    continue
+                kind = KINDS[name]
+                prefix = f"round {number}/{rounds}: " if rounds > 1 else ""
+                _log(f"{prefix}{name}: {kind.label}, {profile.replicas} processes")
+                try:
+                    result = run_kind(kind, profile, redis, loadgen, cpus, selected, _log)
+                except Exception as exc:
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
+                    warnings.append(f"{name}: FAILED: {entry['error']}")
+                    _log(f"  failed: {entry['error']}")
+                    _reset_loadgen(loadgen)
+                    continue
+                measured[name].append(result)
+                label = f"{name} (round {number})" if rounds > 1 else name
+                warnings += loss_warnings(label, result)
+                warnings += loadgen_warnings(label, result)
+                warnings += other_work_warnings(label, result)
     finally:
         loadgen.stop()
         redis.stop()
-    results["comparisons"] = report.comparisons(results["servers"])
-    results["targets"] = report.target_checks(results["servers"])
+    for name, done in measured.items():
+        if done and "error" not in entries[name]:
+            entries[name]["results"] = combine(done)
+            if rounds > 1:
+                entries[name]["rounds"] = done
+    results["comparisons"] = report.comparisons(entries)
+    results["targets"] = report.target_checks(entries)
     results["warnings"] = warnings
     results["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     results["seconds"] = round(time.time() - started, 1)

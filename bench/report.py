@@ -157,7 +157,10 @@ def markdown(results: dict[str, Any]) -> str:
     servers: dict[str, Any] = results["servers"]
     names = list(servers)
     measured = [name for name in names if "results" in servers[name]]
-    lines = [f"### Bench results ({results['profile']['name']} profile)", ""]
+    rounds = results.get("rounds", 1)
+    title = f"### Bench results ({results['profile']['name']} profile"
+    title += f", median of {rounds} rounds)" if rounds > 1 else ")"
+    lines = [title, ""]
     lines += _machine_lines(results)
     lines += ["", "Servers:", ""]
     for name in names:
