@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.loadgen.pool import LoadGenerator, Totals
+from bench.loadgen.pool import LoadGenerator
 from bench.loadgen.worker import TIMELINE_NS
 from bench.processes import RedisProcess, ServerGroup, ServerKind
 from bench.profiles import Profile
@@ -111,7 +111,7 @@ def warm_up(rig: Rig) -> None:
     for _ in range(50):
         loadgen.reset(time.monotonic_ns())
         loadgen.publish([WARMUP_CHANNEL], rate=100, count=1, timeout=5)
-        if _wait_for(loadgen, len(urls), 2.0).received >= len(urls):
+        if _wait_for(loadgen, len(urls), 2.0) >= len(urls):
             break
     else:
         raise RuntimeError(f"{rig.kind.name}: no publication reached every replica in warm-up")
@@ -126,9 +126,11 @@ def idle_connections(rig: Rig) -> tuple[dict[str, Any], dict[str, Any]]:
     before = rig.servers.rss_bytes()
     cpu_before = CpuSample.take(rig)
     connected = _connect(rig, room_names(profile.rooms), count)
-    used = CpuSample.take(rig) - cpu_before
+    settling = CpuSample.take(rig)
+    used = settling - cpu_before
     wall = max(connected["seconds"], 1e-9)
     time.sleep(profile.settle_seconds)
+    idle = CpuSample.take(rig) - settling
     after = rig.servers.rss_bytes()
     connect = {
         "connections": connected["connected"],
@@ -146,6 +148,7 @@ def idle_connections(rig: Rig) -> tuple[dict[str, Any], dict[str, Any]]:
         "baseline_mib": [round(value / 2**20, 1) for value in before],
         "loaded_mib": [round(value / 2**20, 1) for value in after],
         "kib_per_connection": (sum(after) - sum(before)) / max(connected["connected"], 1) / 1024,
+        "idle_server_cpu_share": idle.servers / profile.settle_seconds / rig.server_cores,
     }
     return connect, memory
 
@@ -226,13 +229,12 @@ def _connect_fanout(rig: Rig) -> None:
     _connect(rig, [FANOUT_CHANNEL], rig.profile.fanout_subscribers)
 
 
-def _wait_for(loadgen: LoadGenerator, expected: int, timeout: float) -> Totals:
+def _wait_for(loadgen: LoadGenerator, expected: int, timeout: float) -> int:
+    """Poll until ``expected`` deliveries arrived or ``timeout`` passed; how many did."""
     deadline = time.monotonic() + timeout
-    while True:
-        totals = loadgen.totals()
-        if totals.received >= expected or time.monotonic() > deadline:
-            return totals
+    while (received := loadgen.received()) < expected and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
+    return received
 
 
 def _deliveries(
@@ -249,9 +251,10 @@ def _deliveries(
     before = CpuSample.take(rig)
     published = publish()
     expected = published["acked"] * per_publication
-    totals = _wait_for(loadgen, expected, rig.profile.drain_seconds)
+    _wait_for(loadgen, expected, rig.profile.drain_seconds)
     wall = (time.monotonic_ns() - t0) / 1e9
     used = CpuSample.take(rig) - before
+    totals = loadgen.totals()
     received = totals.received
     elapsed = max((totals.last_ns - t0) / 1e9, 1e-9) if received else wall
     last_bucket = max(totals.timeline, default=-1)

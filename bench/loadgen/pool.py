@@ -179,6 +179,10 @@ class LoadGenerator:
     def reset(self, t0: int) -> None:
         self._all("reset", 10, t0=t0)
 
+    def received(self) -> int:
+        """Deliveries so far, summed over the processes (cheap: for polling)."""
+        return sum(reply["received"] for reply in self._all("progress", 10))
+
     def totals(self) -> Totals:
         totals = Totals()
         for stats in self._all("stats", 10):

@@ -15,6 +15,7 @@ import math
 import os
 import time
 import traceback
+from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
@@ -33,35 +34,58 @@ PAD = b"x" * 64
 
 
 class Deliveries:
-    """What this process's subscribers received since the last reset."""
+    """What this process's subscribers received since the last reset.
 
-    __slots__ = ("histogram", "last_ns", "max_ns", "received", "t0", "timeline")
+    Latencies are kept raw while deliveries arrive (the cheapest thing to do per message)
+    and folded into a histogram only when asked for the full statistics.
+    """
+
+    __slots__ = (
+        "folded",
+        "histogram",
+        "last_ns",
+        "latencies",
+        "max_ns",
+        "received",
+        "t0",
+        "timeline",
+    )
 
     def __init__(self, t0: int = 0) -> None:
         self.t0 = t0
         self.received = 0
-        self.max_ns = 0
         self.last_ns = 0
+        self.max_ns = 0
+        self.latencies = array("q")
+        self.folded = 0
         self.histogram: Counter[int] = Counter()
-        self.timeline: Counter[int] = Counter()
+        self.timeline: dict[int, int] = {}
 
     def record(self, stamps: list[bytes]) -> None:
         now = time.monotonic_ns()
-        self.received += len(stamps)
+        count = len(stamps)
+        self.received += count
         self.last_ns = now
-        self.timeline[(now - self.t0) // TIMELINE_NS] += len(stamps)
-        histogram = self.histogram
+        bucket = (now - self.t0) // TIMELINE_NS
+        timeline = self.timeline
+        timeline[bucket] = timeline.get(bucket, 0) + count
+        append = self.latencies.append
         for stamp in stamps:
-            latency = now - int(stamp)
-            if latency > self.max_ns:
-                self.max_ns = latency
-            histogram[int(math.log(latency if latency > 1 else 1) * HISTOGRAM_STEPS)] += 1
+            append(now - int(stamp))
+
+    def progress(self) -> dict[str, Any]:
+        return {"received": self.received, "last_ns": self.last_ns}
 
     def snapshot(self) -> dict[str, Any]:
+        fresh = self.latencies[self.folded :]
+        self.folded = len(self.latencies)
+        if fresh:
+            self.max_ns = max(self.max_ns, max(fresh))
+            log = math.log
+            self.histogram.update(int(log(max(value, 1)) * HISTOGRAM_STEPS) for value in fresh)
         return {
-            "received": self.received,
+            **self.progress(),
             "max_ns": self.max_ns,
-            "last_ns": self.last_ns,
             "histogram": dict(self.histogram),
             "timeline": dict(self.timeline),
         }
@@ -155,6 +179,7 @@ class Worker:
             "publishers": self.open_publishers,
             "reset": self.reset,
             "stats": self.stats,
+            "progress": self.progress,
             "publish": self.publish,
             "saturate": self.saturate,
             "close": self.close_subscribers,
@@ -235,6 +260,10 @@ class Worker:
         self.first_error = None
         self.close_codes.clear()
         return {}
+
+    async def progress(self) -> dict[str, Any]:
+        """The cheap part of `stats`, for polling while a workload runs."""
+        return {**self.deliveries.progress(), "acked": self.acked, "errors": self.errors}
 
     async def stats(self) -> dict[str, Any]:
         return {
