@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen.worker import TIMELINE_NS
-from bench.report import METRIC
+from bench.report import METRIC, REFERENCE, ratio
 
 PANELS = (
     ("saturation", "deliveries_per_s", "Saturation: sustained deliveries/s\n(higher is better)"),
@@ -16,6 +16,11 @@ PANELS = (
         "Fan-out: server CPU µs per delivery\n(lower is better)",
     ),
     ("fanout", "latency_ms.p99", "Fan-out: p99 latency, ms\n(lower is better)"),
+    (
+        "saturation",
+        "server_cpu_us_per_delivery",
+        "Saturation: server CPU µs per delivery\n(lower is better)",
+    ),
     (
         "rooms",
         "server_cpu_us_per_delivery",
@@ -42,9 +47,13 @@ def draw(results: dict[str, Any], path: Path) -> None:
         names = [name for name in servers if metric.of(servers[name]) is not None]
         values = [float(metric.of(servers[name])) for name in names]
         bars = ax.bar(names, values, color=[COLOURS.get(name, "#2ca02c") for name in names])
-        ax.bar_label(bars, labels=[_short(value) for value in values], fontsize=9)
+        labels = []
+        for name, value in zip(names, values, strict=True):
+            versus = ratio(servers, metric, name, REFERENCE) if name != REFERENCE else None
+            labels.append(_short(value) + (f"\n{versus:.2f}× bare" if versus else ""))
+        ax.bar_label(bars, labels=labels, fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.margins(y=0.15)
+        ax.margins(y=0.25)
         ax.tick_params(axis="x", labelsize=9)
     timeline = cells[len(PANELS)]
     for name, data in servers.items():

@@ -39,7 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = _profile(args)
     servers = _names(args.servers, KINDS, "server")
     selected = set(_names(args.workloads, WORKLOADS, "workload"))
-    results = run(profile, servers, selected, pin=not args.no_pin, rounds=args.rounds)
+    gateway_env = dict(item.partition("=")[::2] for item in args.gateway_env)
+    results = run(
+        profile, servers, selected, pin=not args.no_pin, rounds=args.rounds, gateway_env=gateway_env
+    )
     write(results, Path(args.output))
     print(report.markdown(results))
     failed = [name for name, data in results["servers"].items() if "error" in data]
@@ -71,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="repeat every server's workloads, interleaved; figures are medians over rounds",
     )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the gateway replicas, e.g. GATEWAY_CONFIG=bench.toml",
+    )
     parser.add_argument("--output", default=str(RESULTS), help="directory for latest.{json,md,png}")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     return parser
@@ -101,10 +111,19 @@ def _log(message: str) -> None:
 
 
 def run(
-    profile: Profile, servers: list[str], selected: set[str], pin: bool, rounds: int = 1
+    profile: Profile,
+    servers: list[str],
+    selected: set[str],
+    pin: bool,
+    rounds: int = 1,
+    gateway_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start Redis and the load generators once, then measure each server kind in turn,
     ``rounds`` times over (bare, gateway, socketio, bare, gateway, ...)."""
+    kinds = dict(KINDS)
+    if gateway_env:
+        gateway = kinds["gateway"]
+        kinds["gateway"] = dataclasses.replace(gateway, env={**gateway.env, **gateway_env})
     started = time.time()
     host = machine()
     cpus = placement(pin)
@@ -121,13 +140,14 @@ def run(
             "description": cpus.describe(),
         },
         "workloads": sorted(selected, key=WORKLOADS.index),
+        "gateway_env": kinds["gateway"].env,
         "servers": {},
     }
     entries: dict[str, dict[str, Any]] = results["servers"]
     measured: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     warnings: list[str] = []
     for name in servers:
-        entries[name] = {"label": KINDS[name].label, "replicas": profile.replicas}
+        entries[name] = {"label": kinds[name].label, "replicas": profile.replicas}
         missing = _missing(name)
         if missing:
             entries[name]["skipped"] = f"{missing} is not installed (pip install -e '.[bench]')"
@@ -140,7 +160,7 @@ def run(
                 entry = entries[name]
                 if "skipped" in entry or "error" in entry:
                     continue
-                kind = KINDS[name]
+                kind = kinds[name]
                 prefix = f"round {number}/{rounds}: " if rounds > 1 else ""
                 _log(f"{prefix}{name}: {kind.label}, {profile.replicas} processes")
                 try:
