@@ -22,9 +22,8 @@ from bench.rounds import combine
 from bench.system import machine, placement
 from bench.workloads import (
     WORKLOADS,
-    loadgen_warnings,
+    busy_warnings,
     loss_warnings,
-    other_work_warnings,
     run_kind,
 )
 
@@ -173,9 +172,7 @@ def run(
                     continue
                 measured[name].append(result)
                 label = f"{name} (round {number})" if rounds > 1 else name
-                warnings += loss_warnings(label, result)
-                warnings += loadgen_warnings(label, result)
-                warnings += other_work_warnings(label, result)
+                warnings += loss_warnings(label, result) + busy_warnings(label, result)
     finally:
         loadgen.stop()
         redis.stop()

@@ -342,29 +342,29 @@ def _summary(result: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def loadgen_warnings(kind: str, results: dict[str, Any]) -> list[str]:
-    """Where the load generator was nearly saturated, so figures measure the client."""
+def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
+    """Where figures may not measure the server: the load generator nearly saturated, or
+    processes outside the bench took a noticeable share of the machine."""
+    checks = (
+        (
+            "loadgen_cpu_share",
+            LOADGEN_BUSY,
+            "the load generator used {:.0%} of its CPU: deliveries/s there measure the "
+            "client, not the server",
+        ),
+        (
+            "other_work_cpus",
+            OTHER_WORK,
+            "other work on the machine used {:.2f} CPUs meanwhile: its deliveries/s and "
+            "latency are disturbed (CPU per delivery much less so)",
+        ),
+    )
     warnings = []
     for workload, result in results.items():
-        share = result.get("loadgen_cpu_share") if isinstance(result, dict) else None
-        if share is not None and share >= LOADGEN_BUSY:
-            warnings.append(
-                f"{kind} {workload}: the load generator used {share:.0%} of its CPU: "
-                "deliveries/s there measure the client, not the server"
-            )
-    return warnings
-
-
-def other_work_warnings(kind: str, results: dict[str, Any]) -> list[str]:
-    """Where processes outside the bench took a noticeable share of the machine."""
-    warnings = []
-    for workload, result in results.items():
-        other = result.get("other_work_cpus") if isinstance(result, dict) else None
-        if other is not None and other >= OTHER_WORK:
-            warnings.append(
-                f"{kind} {workload}: other work on the machine used {other:.2f} CPUs meanwhile: "
-                "its deliveries/s and latency are disturbed (CPU per delivery much less so)"
-            )
+        for key, threshold, message in checks:
+            value = result.get(key) if isinstance(result, dict) else None
+            if value is not None and value >= threshold:
+                warnings.append(f"{kind} {workload}: " + message.format(value))
     return warnings
 
 
