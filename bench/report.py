@@ -167,6 +167,9 @@ def markdown(results: dict[str, Any]) -> str:
         server = servers[name]
         state = server.get("error") or server.get("skipped")
         note = f" — **not measured: {state}**" if state else ""
+        if name == SUBJECT and results.get("gateway_env"):
+            settings = ", ".join(f"{k}={v}" for k, v in results["gateway_env"].items())
+            note = f" (environment: {settings}; other settings at their defaults){note}"
         lines.append(
             f"- `{name}`: {server['label']}, {server.get('replicas', '?')} processes{note}"
         )
