@@ -266,6 +266,7 @@ def _deliveries(
         "expected": expected,
         "received": received,
         "lost": max(0, expected - received),
+        "drain_seconds": rig.profile.drain_seconds,
         "unexpected": max(0, received - expected),
         "seconds": round(elapsed, 3),
         "deliveries_per_s": received / elapsed,
@@ -385,7 +386,8 @@ def loss_warnings(kind: str, results: dict[str, Any]) -> list[str]:
             what = "LOSS BELOW SATURATION" if below else "loss at saturation"
             warnings.append(
                 f"{kind} {workload}: {what}: {result['lost']:,} of {result['expected']:,} "
-                f"deliveries missing (dropped connections: {result['dropped_connections']}, "
+                f"deliveries had not arrived {result['drain_seconds']:g} s after the last "
+                f"publication (dropped connections: {result['dropped_connections']}, "
                 f"close codes: {result['close_codes'] or 'none'})"
             )
         if result["errors"]:

@@ -302,7 +302,7 @@ class Worker:
             await asyncio.sleep(max(0.0, started + sent / rate - time.monotonic()))
         finished = time.monotonic_ns()
         await self._await_acks(sent, acks_within)
-        return {"sent": sent, "acked": self.acked, "errors": self.errors, "finished_ns": finished}
+        return self._published(sent, finished)
 
     async def saturate(
         self, *, channels: list[str], duration: float, window: int, acks_within: float
@@ -331,7 +331,12 @@ class Worker:
         for publisher in self.publishers:
             publisher.on_ack = None
         await self._await_acks(sent, acks_within)
-        return {"sent": sent, "acked": self.acked, "errors": self.errors, "finished_ns": stopped}
+        return self._published(sent, stopped)
+
+    def _published(self, sent: int, finished_ns: int) -> dict[str, Any]:
+        """What a publishing command reports; a late ack of an earlier command never counts."""
+        acked = min(self.acked, sent)
+        return {"sent": sent, "acked": acked, "errors": self.errors, "finished_ns": finished_ns}
 
     async def close_subscribers(self, *, within: float) -> dict[str, Any]:
         return {"closed": await _close_all(self.subscribers, within)}
