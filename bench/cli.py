@@ -33,7 +33,7 @@ NEEDS = {"socketio": ("socketio", "python-socketio")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the bench; 0 when every selected server was measured, 1 otherwise."""
+    """Run the bench; 0 when every selected server was measured in every round, else 1."""
     args = _parser().parse_args(argv)
     profile = _profile(args)
     servers = _names(args.servers, KINDS, "server")
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     write(results, Path(args.output))
     print(report.markdown(results))
-    failed = [name for name, data in results["servers"].items() if "error" in data]
+    failed = [name for name, data in results["servers"].items() if "errors" in data]
     return 1 if failed else 0
 
 
@@ -157,28 +157,29 @@ def run(
         for number in range(1, rounds + 1):
             for name in servers:
                 entry = entries[name]
-                if "skipped" in entry or "error" in entry:
+                if "skipped" in entry:
                     continue
                 kind = kinds[name]
-                prefix = f"round {number}/{rounds}: " if rounds > 1 else ""
-                _log(f"{prefix}{name}: {kind.label}, {profile.replicas} processes")
+                label = f"{name} (round {number})" if rounds > 1 else name
+                _log(f"{label}: {kind.label}, {profile.replicas} processes")
                 try:
                     result = run_kind(kind, profile, redis, loadgen, cpus, selected, _log)
                 except Exception as exc:
-                    entry["error"] = f"{type(exc).__name__}: {exc}"
-                    warnings.append(f"{name}: FAILED: {entry['error']}")
-                    _log(f"  failed: {entry['error']}")
+                    error = f"{label}: {type(exc).__name__}: {exc}"
+                    entry.setdefault("errors", []).append(error)
+                    warnings.append(f"FAILED: {error}")
+                    _log(f"  failed: {error}")
                     _reset_loadgen(loadgen)
                     continue
                 measured[name].append(result)
-                label = f"{name} (round {number})" if rounds > 1 else name
                 warnings += loss_warnings(label, result) + busy_warnings(label, result)
     finally:
         loadgen.stop()
         redis.stop()
     for name, done in measured.items():
-        if done and "error" not in entries[name]:
+        if done:
             entries[name]["results"] = combine(done)
+            entries[name]["rounds_measured"] = len(done)
             if rounds > 1:
                 entries[name]["rounds"] = done
     results["comparisons"] = report.comparisons(entries)

@@ -19,7 +19,7 @@ class Profile:
     """Publications per second, spread round-robin over the rooms."""
     room_seconds: float = 10
     fanout_subscribers: int = 1000
-    fanout_rate: float = 20
+    fanout_rate: float = 10
     """Publications per second to the one fan-out channel."""
     fanout_seconds: float = 10
     saturation_seconds: float = 10
@@ -34,6 +34,9 @@ class Profile:
     """After the last publication: how long deliveries may still arrive."""
     settle_seconds: float = 1.0
     """Pause before reading memory, so the servers finish what connecting started."""
+    quiet_seconds: float = 15
+    """Before each measured phase: at most this long for the servers to become idle (finish
+    closing the previous phase's connections, drain what it left queued)."""
 
     @property
     def idle_connections(self) -> int:

@@ -165,8 +165,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Servers:", ""]
     for name in names:
         server = servers[name]
-        state = server.get("error") or server.get("skipped")
-        note = f" — **not measured: {state}**" if state else ""
+        state = server.get("skipped") or "; ".join(server.get("errors", []))
+        if not state:
+            note = ""
+        elif "results" in server:
+            note = f" — **failed in a round, figures from the others: {state}**"
+        else:
+            note = f" — **not measured: {state}**"
         if name == SUBJECT and results.get("gateway_env"):
             settings = ", ".join(f"{k}={v}" for k, v in results["gateway_env"].items())
             note = f" (environment: {settings}; other settings at their defaults){note}"

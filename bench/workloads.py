@@ -27,6 +27,8 @@ LOADGEN_BUSY = 0.85
 OTHER_WORK = 0.2
 """CPUs' worth of work by processes outside the bench above which figures are noted as
 disturbed."""
+IDLE = 0.05
+"""Share of their CPUs below which the servers count as idle between phases."""
 KEPT_UP = 0.9
 """A fixed-rate run whose deliveries/s fall below this share of the offered rate was, for
 that server, above saturation."""
@@ -77,6 +79,7 @@ def run_kind(
         loadgen.open_publishers(kind.dialect, servers.urls * profile.publishers_per_replica)
         warm_up(rig)
         if selected & {"connect", "memory", "rooms"}:
+            wait_until_idle(rig)
             connect, memory = idle_connections(rig)
             results["connect"], results["memory"] = connect, memory
             log(
@@ -84,15 +87,19 @@ def run_kind(
                 f"{memory['kib_per_connection']:.1f} KiB per idle connection"
             )
             if "rooms" in selected:
+                wait_until_idle(rig)
                 results["rooms"] = many_rooms(rig)
                 log("  rooms: " + _summary(results["rooms"]))
             loadgen.close_subscribers()
         if selected & {"fanout", "saturation"}:
+            wait_until_idle(rig)
             _connect_fanout(rig)
             if "fanout" in selected:
+                wait_until_idle(rig)
                 results["fanout"] = fanout(rig)
                 log("  fanout: " + _summary(results["fanout"]))
             if "saturation" in selected:
+                wait_until_idle(rig)
                 results["saturation"] = saturation(rig)
                 log("  saturation: " + _summary(results["saturation"]))
             loadgen.close_subscribers()
@@ -101,6 +108,17 @@ def run_kind(
     finally:
         servers.stop()
     return {key: results[key] for key in WORKLOADS if key in results}
+
+
+def wait_until_idle(rig: Rig) -> None:
+    """Give the servers (bounded) time to finish the previous phase before measuring."""
+    deadline = time.monotonic() + rig.profile.quiet_seconds
+    window = 0.5
+    while time.monotonic() < deadline:
+        before = rig.servers.cpu_seconds()
+        time.sleep(window)
+        if (rig.servers.cpu_seconds() - before) / window / rig.server_cores < IDLE:
+            return
 
 
 def warm_up(rig: Rig) -> None:
@@ -346,27 +364,32 @@ def _summary(result: dict[str, Any]) -> str:
 def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
     """Where figures may not measure the server: the load generator nearly saturated, or
     processes outside the bench took a noticeable share of the machine."""
-    checks = (
-        (
-            "loadgen_cpu_share",
-            LOADGEN_BUSY,
-            "the load generator used {:.0%} of its CPU: deliveries/s there measure the "
-            "client, not the server",
-        ),
-        (
-            "other_work_cpus",
-            OTHER_WORK,
-            "other work on the machine used {:.2f} CPUs meanwhile: its deliveries/s and "
-            "latency are disturbed (CPU per delivery much less so)",
-        ),
-    )
     warnings = []
-    for workload, result in results.items():
-        for key, threshold, message in checks:
-            value = result.get(key) if isinstance(result, dict) else None
-            if value is not None and value >= threshold:
-                warnings.append(f"{kind} {workload}: " + message.format(value))
+    busy = {
+        workload: result["loadgen_cpu_share"]
+        for workload, result in results.items()
+        if result.get("loadgen_cpu_share", 0) >= LOADGEN_BUSY
+    }
+    if busy:
+        warnings.append(
+            f"{kind}: the load generator used {_listed(busy, '{:.0%}')} of its CPU: "
+            "deliveries/s there measure the client, not the server"
+        )
+    other = {
+        workload: result["other_work_cpus"]
+        for workload, result in results.items()
+        if result.get("other_work_cpus", 0) >= OTHER_WORK
+    }
+    if other:
+        warnings.append(
+            f"{kind}: other work on the machine used {_listed(other, '{:.2f}')} CPUs meanwhile: "
+            "deliveries/s and latency there are disturbed (CPU per delivery much less so)"
+        )
     return warnings
+
+
+def _listed(values: dict[str, float], fmt: str) -> str:
+    return ", ".join(f"{fmt.format(value)} in {workload}" for workload, value in values.items())
 
 
 def loss_warnings(kind: str, results: dict[str, Any]) -> list[str]:

@@ -230,7 +230,11 @@ class Worker:
             url = urls[(index // len(channels)) % len(urls)]
             async with gate:
                 try:
-                    _, peer = await ws_connect(lambda: Peer(self, chosen, channel), url)
+                    _, peer = await ws_connect(
+                        lambda: Peer(self, chosen, channel),
+                        url,
+                        websocket_handshake_timeout=ready_within,
+                    )
                     self.subscribers.append(peer)
                     await asyncio.wait_for(peer.ready, ready_within)
                 except Exception as exc:
