@@ -372,7 +372,7 @@ def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
     }
     if busy:
         warnings.append(
-            f"{kind}: the load generator used {_listed(busy, '{:.0%}')} of its CPU: "
+            f"{kind}: the load generator nearly filled its CPU ({_listed(busy, '{:.0%}')}): "
             "deliveries/s there measure the client, not the server"
         )
     other = {
@@ -382,14 +382,14 @@ def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
     }
     if other:
         warnings.append(
-            f"{kind}: other work on the machine used {_listed(other, '{:.2f}')} CPUs meanwhile: "
+            f"{kind}: other work on the machine used CPUs meanwhile ({_listed(other, '{:.2f}')}): "
             "deliveries/s and latency there are disturbed (CPU per delivery much less so)"
         )
     return warnings
 
 
 def _listed(values: dict[str, float], fmt: str) -> str:
-    return ", ".join(f"{fmt.format(value)} in {workload}" for workload, value in values.items())
+    return ", ".join(f"{workload} {fmt.format(value)}" for workload, value in values.items())
 
 
 def loss_warnings(kind: str, results: dict[str, Any]) -> list[str]:

@@ -69,10 +69,12 @@ def test_every_dialect_publishes_a_stamp_the_subscriber_finds() -> None:
 
 def test_rounds_report_medians_but_the_worst_loss() -> None:
     rounds: list[dict[str, Any]] = [
-        {"fanout": {"deliveries_per_s": value, "lost": lost, "kept_up": True}}
-        for value, lost in ((10.0, 0), (30.0, 5), (20.0, 0))
+        {"fanout": {"deliveries_per_s": value, "lost": lost, "kept_up": True, "timeline": [n]}}
+        for n, (value, lost) in enumerate(((10.0, 0), (30.0, 5), (20.0, 0)))
     ]
-    assert combine(rounds) == {"fanout": {"deliveries_per_s": 20.0, "lost": 5, "kept_up": True}}
+    assert combine(rounds) == {
+        "fanout": {"deliveries_per_s": 20.0, "lost": 5, "kept_up": True, "timeline": [2]}
+    }
 
 
 def test_targets_are_ratios_to_the_named_server() -> None:
