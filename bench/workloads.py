@@ -364,27 +364,31 @@ def _summary(result: dict[str, Any]) -> str:
 def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
     """Where figures may not measure the server: the load generator nearly saturated, or
     processes outside the bench took a noticeable share of the machine."""
+    checks = (
+        (
+            "loadgen_cpu_share",
+            LOADGEN_BUSY,
+            "{:.0%}",
+            "the load generator nearly filled its CPU ({}): deliveries/s there measure the "
+            "client, not the server",
+        ),
+        (
+            "other_work_cpus",
+            OTHER_WORK,
+            "{:.2f}",
+            "other work on the machine used CPUs meanwhile ({}): deliveries/s and latency "
+            "there are disturbed (CPU per delivery much less so)",
+        ),
+    )
     warnings = []
-    busy = {
-        workload: result["loadgen_cpu_share"]
-        for workload, result in results.items()
-        if result.get("loadgen_cpu_share", 0) >= LOADGEN_BUSY
-    }
-    if busy:
-        warnings.append(
-            f"{kind}: the load generator nearly filled its CPU ({_listed(busy, '{:.0%}')}): "
-            "deliveries/s there measure the client, not the server"
-        )
-    other = {
-        workload: result["other_work_cpus"]
-        for workload, result in results.items()
-        if result.get("other_work_cpus", 0) >= OTHER_WORK
-    }
-    if other:
-        warnings.append(
-            f"{kind}: other work on the machine used CPUs meanwhile ({_listed(other, '{:.2f}')}): "
-            "deliveries/s and latency there are disturbed (CPU per delivery much less so)"
-        )
+    for key, threshold, fmt, message in checks:
+        high = {
+            workload: result[key]
+            for workload, result in results.items()
+            if result.get(key, 0) >= threshold
+        }
+        if high:
+            warnings.append(f"{kind}: " + message.format(_listed(high, fmt)))
     return warnings
 
 
