@@ -26,7 +26,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,dev,bench]"
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -1,0 +1,1 @@
+"""Comparison servers the bench runs beside the gateway (each as its own process)."""
