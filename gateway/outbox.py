@@ -123,13 +123,14 @@ class Outbox:
         self._limit = limit
         self._passes = passes
         self._on_backlog = on_backlog
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] | None = None
+        """Created with the first backlog; most connections never need one."""
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._written_in = -1
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue else 0
 
     def offer(self, item: Outgoing) -> bool:
         """Write, defer or queue ``item``; False when the queue is full (a slow client)."""
@@ -143,13 +144,13 @@ class Outbox:
             return True
         passes = self._passes
         if self._written_in == passes.current:
-            queue.append(item.payload)
+            self._backlog().append(item.payload)
             passes.defer(self)
             return True
         if self._sink.try_write(item.frame):
             self._written_in = passes.touch()
             return True
-        queue.append(item.payload)
+        self._backlog().append(item.payload)
         self._start_writer()
         return True
 
@@ -159,9 +160,9 @@ class Outbox:
 
     def write_deferred(self) -> None:
         """Write the queue now if the socket can take it, else leave it to the writer."""
-        if self._writer is not None or self._closed:
-            return
         queue = self._queue
+        if self._writer is not None or self._closed or queue is None:
+            return
         while queue:
             batch = self._take_batch()
             if not self._sink.try_write(text_frame(batch)):
@@ -178,29 +179,34 @@ class Outbox:
     async def close(self) -> None:
         """Drop the backlog and stop the writer; later offers are discarded."""
         self._closed = True
-        self._queue.clear()
+        self._queue = None
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+
+    def _backlog(self) -> deque[bytes]:
+        if self._queue is None:
+            self._queue = deque()
+        return self._queue
 
     def _start_writer(self) -> None:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
-        queue = self._queue
         try:
-            while queue and not self._closed:
+            while self._queue and not self._closed:
                 await self._sink.send(self._take_batch())
         except Exception:  # the socket is gone: nothing more can be written
             self._closed = True
-            queue.clear()
+            self._queue = None
         finally:
             self._writer = None
 
     def _take_batch(self) -> bytes:
         queue = self._queue
+        assert queue
         if self._on_backlog is not None:
             self._on_backlog(len(queue))
         first = queue.popleft()
