@@ -77,6 +77,7 @@ class Commands:
     async def subscribe(self, connection: Connection, command: Subscribe) -> None:
         channel = command.channel
         options = self.namespace(channel)
+        connection.guard.check_subscribe(channel, options, command.token)
         if channel in connection.channels:
             raise GatewayError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
         limit = self._settings.max_subscriptions
@@ -161,8 +162,7 @@ class Commands:
                 over the size limit, `unavailable` when the broker did not accept it.
         """
         options = self.namespace(channel)
-        if not options.publish:
-            raise GatewayError(ErrorCode.FORBIDDEN, f"clients may not publish to {channel!r}")
+        connection.guard.check_publish(channel, options, channel in connection.channels)
         return await self._replica.publish(channel, head, options)
 
     async def presence(self, connection: Connection, command: Presence) -> None:
@@ -209,7 +209,10 @@ class Commands:
         connection.send(protocol.reply("pong", command.id))
 
     async def connect(self, connection: Connection, command: Connect) -> None:
-        raise GatewayError(ErrorCode.BAD_REQUEST, "already connected: connect must come first")
+        if connection.guard.connect(command.token):
+            connection.send_welcome(command.id)
 
     async def refresh(self, connection: Connection, command: Refresh) -> None:
-        raise GatewayError(ErrorCode.BAD_REQUEST, "refresh needs authentication, which is off")
+        expires_at = connection.guard.refresh(command.token)
+        if expires_at is not None:
+            connection.send(protocol.reply("refreshed", command.id, exp=expires_at))

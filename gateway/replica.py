@@ -21,6 +21,7 @@ from gateway.metrics import Metrics, Stats
 from gateway.outbox import LoopPasses
 from gateway.presence import Presence
 from gateway.protocol import SUBPROTOCOL, StreamPosition
+from gateway.security import Security
 from gateway.settings import NamespaceOptions, Settings
 from gateway.transport import sink_for
 
@@ -40,6 +41,7 @@ class Replica:
     def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
+        self.security = Security(settings)
         self.stats = Stats()
         self.loop_passes = LoopPasses()
         self.metrics = Metrics(self)
@@ -148,6 +150,9 @@ class Replica:
         await self._run(PlainTextConnection(self, websocket, sink, ANONYMOUS, channel=channel))
 
     async def _admit(self, websocket: WebSocket) -> bool:
+        if not self.security.origin_allowed(websocket.headers):
+            await _deny(websocket, 403, "origin not allowed")
+            return False
         ready, reason = self.readiness()
         if not ready:
             await _deny(websocket, 503, f"replica not ready: {reason}")

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_public_key: SecretStr | None = None
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
     api_key: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     config: Path | None = None
