@@ -37,6 +37,7 @@ from gateway.errors import (
 )
 from gateway.outbox import Outbox, Outgoing, Sink
 from gateway.protocol import StreamPosition
+from gateway.transport import CLOSE_DEADLINE
 
 if TYPE_CHECKING:
     from gateway.hub import Subscriber
@@ -192,9 +193,11 @@ class Connection:
                     await self.on_text(text)
         except GatewayError as error:
             self.close(disconnect_for(error))
+            await self._let_close_finish()
         except Exception:
             log.exception("connection.failed client=%s", self.id)
             self.close(INTERNAL_ERROR)
+            await self._let_close_finish()
         finally:
             await self._finish()
 
@@ -215,6 +218,14 @@ class Connection:
                 await asyncio.wait_for(self.outbox.flush(), FLUSH_BEFORE_CLOSE)
         await self.outbox.close()
         await self._sink.close(protocol.disconnect(reason), int(reason.code), reason.reason)
+
+    async def _let_close_finish(self) -> None:
+        """Give a close begun by a failure the time to send `disconnect` and the close frame
+        (the read loop, which would otherwise wait for that, has ended)."""
+        closer = self._closer
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(closer), FLUSH_BEFORE_CLOSE + CLOSE_DEADLINE)
 
     def _leave_all(self) -> None:
         hub, presence = self.replica.hub, self.replica.presence
