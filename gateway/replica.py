@@ -15,6 +15,7 @@ from gateway.broker import Broker, create_broker
 from gateway.channels import is_valid_channel
 from gateway.commands import Commands, history_policy
 from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
+from gateway.control import ControlPlane
 from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
 from gateway.hub import Hub
 from gateway.metrics import Metrics, Stats
@@ -48,6 +49,7 @@ class Replica:
         self.hub = Hub(self.broker, self.metrics.publish_to_deliver.observe)
         self.presence = Presence(self.broker, settings.presence_ttl)
         self.commands = Commands(self)
+        self.control = ControlPlane(self)
         self.connections: dict[str, Connection] = {}
         self.started_at = time.time()
         self.draining = False
@@ -57,7 +59,7 @@ class Replica:
     @property
     def ready(self) -> bool:
         """Accepting clients: started, not draining, and the broker reachable."""
-        return self._running and not self.draining and self.broker.available
+        return self._running and not self.draining and self.broker.available and self.control.live
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the replica is ready, and why not."""
@@ -67,12 +69,15 @@ class Replica:
             return False, "draining"
         if not self.broker.available:
             return False, "broker unreachable"
+        if not self.control.live:
+            return False, "control channel not subscribed yet"
         return True, "ready"
 
     async def start(self) -> None:
         """Connect the broker (in the background) and begin accepting clients."""
-        await self.broker.start(self.hub)
+        await self.broker.start(self.control.tap(self.hub))
         self.presence.start()
+        await self.control.start()
         self._running = True
         log.info("replica.started node=%s broker=%s", self.settings.node_id, _broker_kind(self))
 
@@ -82,6 +87,7 @@ class Replica:
         for connection in list(self.connections.values()):
             connection.close(SHUTDOWN)
         await self._wait_for_connections(STOP_DEADLINE)
+        await self.control.stop()
         await self.presence.close()
         await self.hub.close()
         await self.broker.close()
