@@ -35,6 +35,13 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None and not self.conn.extensions:
             scope["extensions"][DIRECT_EXTENSION] = self
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # uvicorn's sans-I/O protocol does not mark a handshake answered with an HTTP
+            # response (a 403 or 503 denial) as complete, then logs an error for it
+            self.handshake_complete = True
+
     def pause_writing(self) -> None:
         self.paused = True
         super().pause_writing()
