@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 _PATTERNS = (
     (re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"']+"), r"\g<1>***"),
@@ -30,6 +31,20 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info (``redis://user:password@host``) hidden."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    if not password:
+        return url
+    scheme, sep, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}"
 
 
 class RedactSecrets(logging.Filter):

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from gateway.redaction import RedactSecrets, redact
+from gateway.redaction import RedactSecrets, redact, redact_url
+from gateway.settings import Settings
 from tests.support.tokens import connection_token
 
 
@@ -50,3 +51,30 @@ def test_filter_rewrites_message_and_arguments(caplog: pytest.LogCaptureFixture)
         logger.filters.clear()
     assert token not in caplog.text
     assert '"WebSocket /ws?token=***" [accepted]' in caplog.text
+
+
+def test_settings_repr_hides_every_secret() -> None:
+    settings = Settings(
+        redis_url="redis://app:redis-pass@db:6379/0",
+        jwt_secret="jwt-secret-value",
+        api_key="api-key-value",
+        node_id="n1",
+    )
+    for text in (repr(settings), str(settings)):
+        for secret in ("redis-pass", "jwt-secret-value", "api-key-value"):
+            assert secret not in text
+        assert "redis://app:***@db:6379/0" in text
+    assert settings.redis_url == "redis://app:redis-pass@db:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("rediss://user:p%40ss@h/0", "rediss://user:***@h/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
