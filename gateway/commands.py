@@ -167,6 +167,9 @@ class Commands:
 
     async def presence(self, connection: Connection, command: Presence) -> None:
         options = self.namespace(command.channel)
+        connection.guard.check_read(
+            command.channel, options, command.channel in connection.channels
+        )
         if not options.presence:
             raise GatewayError(
                 ErrorCode.BAD_REQUEST,
@@ -179,7 +182,9 @@ class Commands:
 
     async def history(self, connection: Connection, command: History) -> None:
         channel = command.channel
-        policy = history_policy(self.namespace(channel))
+        options = self.namespace(channel)
+        connection.guard.check_read(channel, options, channel in connection.channels)
+        policy = history_policy(options)
         if policy is None:
             raise GatewayError(
                 ErrorCode.BAD_REQUEST, f"history is off in namespace {namespace_of(channel)!r}"

@@ -15,8 +15,11 @@ Publishing, first rule that applies:
 
 1. The connection token has a ``publish`` claim: allowed if one of its patterns matches.
 2. The namespace has ``publish = false``: refused.
-3. Allowed if the connection is subscribed to the channel, or may subscribe to it without a
-   subscription token; refused otherwise (nobody writes into a private channel it cannot read).
+3. Allowed if the connection may read the channel (below); refused otherwise: nobody writes
+   into a private channel it cannot read.
+
+Reading a channel's history or presence: allowed if the connection is subscribed to it, or
+may subscribe to it without a subscription token.
 
 Patterns use shell-style globs (`fnmatch.fnmatchcase`), matched against the whole name,
 case-sensitively: ``*`` any run of characters (``:`` and ``/`` included), ``?`` exactly one
@@ -77,9 +80,18 @@ def publish_refusal(
         return f"the token's publish claim does not allow {channel!r}"
     if not options.publish:
         return f"clients may not publish to {channel!r}"
-    if subscribed or subscribe_refusal(principal, channel, options) is None:
+    if read_refusal(principal, channel, options, subscribed) is None:
         return None
     return f"publishing to {channel!r} needs a subscription to it"
+
+
+def read_refusal(
+    principal: Principal, channel: str, options: NamespaceOptions, subscribed: bool
+) -> str | None:
+    """Why ``principal`` may not read ``channel``'s history or presence, or None when it may."""
+    if subscribed or subscribe_refusal(principal, channel, options) is None:
+        return None
+    return f"reading {channel!r} needs a subscription to it"
 
 
 class Access:
@@ -113,5 +125,15 @@ class Access:
         GatewayError: `forbidden` when the publication is not allowed.
         """
         refusal = publish_refusal(principal, channel, options, subscribed)
+        if refusal is not None:
+            raise GatewayError(ErrorCode.FORBIDDEN, refusal)
+
+    def check_read(
+        self, principal: Principal, channel: str, options: NamespaceOptions, subscribed: bool
+    ) -> None:
+        """Raises:
+        GatewayError: `forbidden` when the history or presence of the channel is not readable.
+        """
+        refusal = read_refusal(principal, channel, options, subscribed)
         if refusal is not None:
             raise GatewayError(ErrorCode.FORBIDDEN, refusal)

@@ -176,6 +176,13 @@ class ConnectionGuard:
             self._connection.principal, channel, options, subscribed
         )
 
+    def check_read(self, channel: str, options: NamespaceOptions, subscribed: bool) -> None:
+        """Raises:
+        GatewayError: `forbidden` when this connection may not read ``channel``'s history or
+            presence.
+        """
+        self._security.access.check_read(self._connection.principal, channel, options, subscribed)
+
     def release(self) -> None:
         """Stop the timers; called once the connection has ended."""
         if self._timer is not None:

@@ -303,6 +303,25 @@ async def test_nobody_publishes_into_a_private_channel_it_cannot_read(
         assert error["code"] == "forbidden"
 
 
+async def test_private_history_and_presence_need_a_subscription_and_show_info(
+    secured: Callable[..., Any],
+) -> None:
+    namespaces = {"default": NamespaceOptions(presence=True)}
+    async with secured(namespaces=namespaces) as gateway:
+        async with await as_user(gateway, sub="mallory") as mallory:
+            for op in ("history", "presence"):
+                error = await mallory.request(op, channel="$inbox:alice")
+                assert error["code"] == "forbidden", error
+        async with await as_user(gateway, sub="alice", info={"name": "Alice"}) as alice:
+            token = subscription_token("alice", "$inbox:alice")
+            await alice.subscribe("$inbox:alice", token=token)
+            assert (await alice.request("history", channel="$inbox:alice"))["op"] == "history"
+            presence = await alice.request("presence", channel="$inbox:alice")
+            assert list(presence["clients"].values()) == [
+                {"user": "alice", "info": {"name": "Alice"}}
+            ]
+
+
 async def test_unknown_namespace_when_strict(secured: Callable[..., Any]) -> None:
     async with secured(strict_namespaces=True) as gateway, await as_user(gateway) as alice:
         error = await alice.request("subscribe", channel="nowhere:1")

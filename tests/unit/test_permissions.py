@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.auth import ANONYMOUS, Principal, SubscriptionGrant
-from gateway.permissions import matches_any, publish_refusal, subscribe_refusal
+from gateway.permissions import matches_any, publish_refusal, read_refusal, subscribe_refusal
 from gateway.settings import NamespaceOptions
 
 OPEN = NamespaceOptions()
@@ -117,3 +117,13 @@ def test_nobody_writes_into_a_private_channel_it_cannot_read() -> None:
     assert not may_publish(ANONYMOUS, "members:x", MEMBERS)
     assert may_publish(ALICE, "$inbox:bob", OPEN, subscribed=True)
     assert may_publish(Principal(user="alice", channels=("$inbox:*",)), "$inbox:bob")
+
+
+def test_reading_history_or_presence_follows_subscribing() -> None:
+    assert read_refusal(ANONYMOUS, "chat:lobby", OPEN, False) is None
+    assert read_refusal(ANONYMOUS, "members:x", MEMBERS, False) is not None
+    assert read_refusal(ALICE, "$inbox:bob", OPEN, False) == (
+        "reading '$inbox:bob' needs a subscription to it"
+    )
+    assert read_refusal(ALICE, "$inbox:alice", OPEN, True) is None
+    assert read_refusal(Principal(user="a", channels=("chat:*",)), "news", OPEN, False) is not None
