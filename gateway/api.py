@@ -1,5 +1,5 @@
 """The server HTTP API, for the application's own backend: publish as the server, broadcast,
-disconnect a user on every replica, and list the live replicas.
+read presence and history, disconnect a user on every replica, and list the live replicas.
 
 Every route needs ``Authorization: Bearer <GATEWAY_API_KEY>``; without a key configured the
 API refuses every call. Routes only validate, call the replica's `ControlPlane`, and answer;
@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from gateway.channels import is_valid_channel
 from gateway.errors import ErrorCode, GatewayError
+from gateway.protocol import StreamPosition
 from gateway.replica import Replica
 
 T = TypeVar("T")
@@ -63,6 +64,18 @@ class BroadcastRequest(_Request):
 
 class BroadcastResult(BaseModel):
     offsets: dict[str, int] = Field(description="Offsets of the channels with history")
+
+
+class PresenceResult(BaseModel):
+    channel: str
+    clients: dict[str, Any] = Field(description="`{client id: {user, info}}`")
+
+
+class HistoryResult(BaseModel):
+    channel: str
+    offset: int = Field(description="The channel's latest offset")
+    epoch: str
+    messages: list[Any] = Field(description="`message` frames, in offset order")
 
 
 class DisconnectRequest(_Request):
@@ -138,6 +151,25 @@ def api_router(replica: Replica) -> APIRouter:
         """Publish the same `data` to several channels."""
         channels = list(dict.fromkeys(body.channels))
         return BroadcastResult(offsets=await _answer(control.broadcast(channels, body.data)))
+
+    @router.get("/presence/{channel:path}")
+    async def presence(channel: Annotated[ChannelName, Path()]) -> PresenceResult:
+        """Everyone subscribed to a channel, on every replica (namespaces with presence)."""
+        return PresenceResult(channel=channel, clients=await _answer(control.presence(channel)))
+
+    @router.get("/history/{channel:path}")
+    async def history(
+        channel: Annotated[ChannelName, Path()],
+        since: Annotated[int | None, Query(ge=0, description="Offset of the last seen")] = None,
+        epoch: Annotated[str | None, Query(description="Epoch of `since`")] = None,
+        limit: Annotated[int | None, Query(ge=0, description="At most this many")] = None,
+    ) -> HistoryResult:
+        """A channel's messages after `since` (with its `epoch`), else the latest ones."""
+        if (since is None) != (epoch is None):
+            raise HTTPException(422, detail="since and epoch go together")
+        position = StreamPosition(since, epoch) if since is not None and epoch is not None else None
+        top, messages = await _answer(control.history(channel, position, limit))
+        return HistoryResult(channel=channel, offset=top.offset, epoch=top.epoch, messages=messages)
 
     @router.post("/disconnect")
     async def disconnect(body: DisconnectRequest) -> DisconnectResult:

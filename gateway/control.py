@@ -27,6 +27,7 @@ import orjson
 from gateway import protocol
 from gateway.broker.base import BrokerHandler, parse_envelope
 from gateway.errors import DISCONNECTED_BY_SERVER, GatewayError
+from gateway.protocol import StreamPosition
 
 if TYPE_CHECKING:
     from gateway.replica import Replica
@@ -112,6 +113,29 @@ class ControlPlane:
             for channel, position in zip(options, positions, strict=True)
             if position is not None
         }
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Everyone subscribed to ``channel`` on any replica: ``{client: {user, info}}``.
+
+        Raises:
+            GatewayError: `unknown_namespace`, `bad_request` where presence is off,
+                `unavailable`.
+        """
+        commands = self._replica.commands
+        return await commands.presence_of(channel, commands.namespace(channel))
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int | None
+    ) -> tuple[StreamPosition, list[Any]]:
+        """The channel's position and its messages after ``since`` (else the latest ones).
+
+        Raises:
+            GatewayError: `unknown_namespace`, `bad_request` where history is off or
+                ``since`` is not in this history, `unavailable`.
+        """
+        commands = self._replica.commands
+        page = await commands.history_of(channel, commands.namespace(channel), since, limit)
+        return page.position, [orjson.loads(frame) for _, frame in page.messages]
 
     async def disconnect_user(self, user: str) -> None:
         """Close every connection of ``user`` on every replica with 4003.

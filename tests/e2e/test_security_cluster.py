@@ -93,19 +93,27 @@ async def test_info_lists_both_replicas_and_drops_a_killed_one(
     await wait_until(only_first_left, 10, "the killed replica to drop out of /api/info")
 
 
-async def test_api_publish_reaches_clients_of_every_replica(
+async def test_api_publish_presence_and_history_span_the_replicas(
     secure_pair: Callable[..., list[GatewayProcess]],
 ) -> None:
-    first, second = secure_pair()
+    first, second = secure_pair(namespaces='{"room": {"presence": true}}')
     async with await user(first, "alice") as alice, await user(second, "bob") as bob:
-        await alice.subscribe("news:1")
-        await bob.subscribe("news:1")
+        await alice.subscribe("room:1")
+        await bob.subscribe("room:1")
         async with httpx.AsyncClient(base_url=second.http_url, headers=AUTH) as http:
-            response = await http.post("/api/publish", json={"channel": "news:1", "data": "hi"})
-            assert response.status_code == 200
+            response = await http.post("/api/publish", json={"channel": "room:1", "data": "hi"})
+            assert response.status_code == 200 and response.json() == {"offset": 1}
         for client in (alice, bob):
             [message] = await client.messages(1)
             assert message["data"] == "hi" and message["offset"] == 1 and "from" not in message
+        async with httpx.AsyncClient(base_url=first.http_url, headers=AUTH) as http:
+            presence = (await http.get("/api/presence/room:1")).json()
+            assert sorted(entry["user"] for entry in presence["clients"].values()) == [
+                "alice",
+                "bob",
+            ]
+            history = (await http.get("/api/history/room:1")).json()
+            assert [m["data"] for m in history["messages"]] == ["hi"]
 
 
 async def test_no_secret_reaches_the_logs(redis_server: RedisServer) -> None:

@@ -28,6 +28,7 @@ async def gateway(settings_factory: Callable[..., Settings]) -> AsyncIterator[Lo
             "default": NamespaceOptions(),
             "news": NamespaceOptions(publish=False),
             "live": NamespaceOptions(history_size=0),
+            "room": NamespaceOptions(presence=True),
         },
     )
     async with serve_in_process(settings) as running:
@@ -49,6 +50,8 @@ CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/broadcast", {"channels": ["c"], "data": 1}),
     ("POST", "/api/disconnect", {"user": "alice"}),
     ("GET", "/api/info", None),
+    ("GET", "/api/presence/room:1", None),
+    ("GET", "/api/history/c", None),
 ]
 
 
@@ -171,6 +174,64 @@ async def test_unknown_namespace_is_404_and_too_large_is_413(http: httpx.AsyncCl
     assert response.status_code == 404
 
 
+async def test_presence_lists_who_is_subscribed(
+    gateway: LocalGateway, http: httpx.AsyncClient
+) -> None:
+    token = connection_token("alice", info={"name": "Alice"})
+    async with await ProtocolClient.connect(f"{gateway.ws_url}?token={token}") as alice:
+        await alice.subscribe("room:1")
+        response = await http.get("/api/presence/room:1")
+        assert response.status_code == 200
+        assert response.json() == {
+            "channel": "room:1",
+            "clients": {alice.client_id: {"user": "alice", "info": {"name": "Alice"}}},
+        }
+    response = await http.get("/api/presence/c")
+    assert response.status_code == 400 and response.json()["detail"]["code"] == "bad_request"
+
+
+async def test_history_reads_what_was_published(http: httpx.AsyncClient) -> None:
+    for n in range(3):
+        await http.post("/api/publish", json={"channel": "$log", "data": n})
+    latest = await http.get("/api/history/$log")
+    assert latest.status_code == 200
+    body = latest.json()
+    assert (body["channel"], body["offset"]) == ("$log", 3)
+    assert [m["data"] for m in body["messages"]] == [0, 1, 2]
+    assert body["messages"][0] == {
+        "op": "message",
+        "channel": "$log",
+        "data": 0,
+        "offset": 1,
+        "epoch": body["epoch"],
+    }
+    after = await http.get("/api/history/%24log", params={"since": 1, "epoch": body["epoch"]})
+    assert [m["offset"] for m in after.json()["messages"]] == [2, 3]
+    one = await http.get("/api/history/$log", params={"limit": 1})
+    assert [m["offset"] for m in one.json()["messages"]] == [3]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/api/history/$log", {"since": 1}, 422),
+        ("/api/history/$log", {"epoch": "e"}, 422),
+        ("/api/history/$log", {"since": -1, "epoch": "e"}, 422),
+        ("/api/history/$log", {"limit": "many"}, 422),
+        ("/api/history/$log", {"since": 0, "epoch": "not-the-epoch"}, 400),
+        ("/api/history/live:x", {}, 400),
+        ("/api/history/nowhere:x", {}, 404),
+        ("/api/history/bad name", {}, 422),
+        ("/api/presence/bad name", {}, 422),
+    ],
+)
+async def test_history_and_presence_refusals(
+    http: httpx.AsyncClient, path: str, params: dict[str, Any], status: int
+) -> None:
+    response = await http.get(path, params=params)
+    assert response.status_code == status, response.text
+
+
 async def test_disconnect_closes_every_connection_of_the_user_with_4003(
     gateway: LocalGateway, http: httpx.AsyncClient
 ) -> None:
@@ -206,8 +267,13 @@ async def test_info_lists_this_replica(gateway: LocalGateway, http: httpx.AsyncC
 async def test_openapi_lists_the_api(gateway: LocalGateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.http_url) as client:
         schema = (await client.get("/openapi.json")).json()
-        assert {"/api/publish", "/api/broadcast", "/api/disconnect", "/api/info"} <= set(
-            schema["paths"]
-        )
+        assert {
+            "/api/publish",
+            "/api/broadcast",
+            "/api/disconnect",
+            "/api/info",
+            "/api/presence/{channel}",
+            "/api/history/{channel}",
+        } <= set(schema["paths"])
         assert "HTTPBearer" in schema["components"]["securitySchemes"]
         assert (await client.get("/docs")).status_code == 200
