@@ -114,9 +114,7 @@ class Access:
                 raise GatewayError(
                     ErrorCode.FORBIDDEN, f"invalid subscription token: {error.message}"
                 ) from None
-        refusal = subscribe_refusal(principal, channel, options, grant)
-        if refusal is not None:
-            raise GatewayError(ErrorCode.FORBIDDEN, refusal)
+        _forbid(subscribe_refusal(principal, channel, options, grant))
 
     def check_publish(
         self, principal: Principal, channel: str, options: NamespaceOptions, subscribed: bool
@@ -124,9 +122,7 @@ class Access:
         """Raises:
         GatewayError: `forbidden` when the publication is not allowed.
         """
-        refusal = publish_refusal(principal, channel, options, subscribed)
-        if refusal is not None:
-            raise GatewayError(ErrorCode.FORBIDDEN, refusal)
+        _forbid(publish_refusal(principal, channel, options, subscribed))
 
     def check_read(
         self, principal: Principal, channel: str, options: NamespaceOptions, subscribed: bool
@@ -134,6 +130,9 @@ class Access:
         """Raises:
         GatewayError: `forbidden` when the history or presence of the channel is not readable.
         """
-        refusal = read_refusal(principal, channel, options, subscribed)
-        if refusal is not None:
-            raise GatewayError(ErrorCode.FORBIDDEN, refusal)
+        _forbid(read_refusal(principal, channel, options, subscribed))
+
+
+def _forbid(refusal: str | None) -> None:
+    if refusal is not None:
+        raise GatewayError(ErrorCode.FORBIDDEN, refusal)
