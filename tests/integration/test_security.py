@@ -194,7 +194,7 @@ async def test_refresh_keeps_the_connection_past_the_first_expiry(
     settings_factory: Callable[..., Settings],
 ) -> None:
     async with direct(settings_factory) as gateway:
-        first = int(time.time()) + 2
+        first = int(time.time()) + 3
         client = await as_user(gateway, sign({"sub": "alice", "exp": first}))
         second = first + 2
         refreshed = await client.request("refresh", token=sign({"sub": "alice", "exp": second}))
