@@ -82,6 +82,7 @@ def start_cluster(
     """`gateway cluster` and the pid of each process it announced (nginx's master only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["GATEWAY_RATE"] = "0"  # the publisher's batches are far above the per-connection limit
     command = [sys.executable, "-m", "gateway", "cluster", "--replicas", str(replicas)]
     command += ["--port", str(port), "--log-level", "warning"]
     if config:

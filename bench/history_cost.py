@@ -143,6 +143,7 @@ def main() -> None:
         PYTHONPATH=str(ROOT),
         GATEWAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         GATEWAY_NAMESPACES=json.dumps({"plain": {"history_size": 0}}),
+        GATEWAY_RATE="0",  # publishers send batches far above the per-connection rate limit
     )
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "warning"],

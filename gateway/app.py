@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
+from gateway.api import api_router
 from gateway.assets import browser_client
 from gateway.broker import Broker
 from gateway.replica import Replica
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
+    app.include_router(api_router(replica))
     demo_page = resources.files("gateway").joinpath("static/index.html").read_text("utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
-from gateway import client_cli, logs
+from gateway import client_cli, logs, redaction
 from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import ConfigError, Settings, load_settings
@@ -100,6 +100,7 @@ def _cluster(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(args.log_level, settings.node_id, args.log_format)
+    redaction.install()
     app = create_app(settings)
     config = uvicorn_config(app, settings, args.host, args.port, args.log_level)
     GatewayServer(config, app.state.replica).run()

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import protocol
-from gateway.broker.base import HistoryPolicy
+from gateway.broker.base import HistoryPage, HistoryPolicy
 from gateway.channels import namespace_of
 from gateway.errors import SLOW_CONSUMER, ErrorCode, GatewayError
 from gateway.outbox import Outgoing
@@ -77,6 +77,7 @@ class Commands:
     async def subscribe(self, connection: Connection, command: Subscribe) -> None:
         channel = command.channel
         options = self.namespace(channel)
+        connection.guard.check_subscribe(channel, options, command.token)
         if channel in connection.channels:
             raise GatewayError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
         limit = self._settings.max_subscriptions
@@ -161,55 +162,83 @@ class Commands:
                 over the size limit, `unavailable` when the broker did not accept it.
         """
         options = self.namespace(channel)
-        if not options.publish:
-            raise GatewayError(ErrorCode.FORBIDDEN, f"clients may not publish to {channel!r}")
+        connection.guard.check_publish(channel, options, channel in connection.channels)
         return await self._replica.publish(channel, head, options)
 
     async def presence(self, connection: Connection, command: Presence) -> None:
         options = self.namespace(command.channel)
-        if not options.presence:
-            raise GatewayError(
-                ErrorCode.BAD_REQUEST,
-                f"presence is off in namespace {namespace_of(command.channel)!r}",
-            )
-        clients = await self._replica.presence.members(command.channel, options.join_leave)
+        connection.guard.check_read(
+            command.channel, options, command.channel in connection.channels
+        )
+        clients = await self.presence_of(command.channel, options)
         connection.send(
             protocol.reply("presence", command.id, channel=command.channel, clients=clients)
         )
 
+    async def presence_of(self, channel: str, options: NamespaceOptions) -> dict[str, Any]:
+        """Everyone subscribed to ``channel``, on any replica: ``{client: {user, info}}``.
+
+        Raises:
+            GatewayError: `bad_request` where presence is off, `unavailable`.
+        """
+        if not options.presence:
+            raise GatewayError(
+                ErrorCode.BAD_REQUEST, f"presence is off in namespace {namespace_of(channel)!r}"
+            )
+        return await self._replica.presence.members(channel, options.join_leave)
+
     async def history(self, connection: Connection, command: History) -> None:
         channel = command.channel
-        policy = history_policy(self.namespace(channel))
+        options = self.namespace(channel)
+        connection.guard.check_read(channel, options, channel in connection.channels)
+        page = await self.history_of(channel, options, command.since, command.limit)
+        frames = [frame for _, frame in page.messages]
+        connection.send(protocol.history_reply(command.id, channel, page.position, frames))
+
+    async def history_of(
+        self,
+        channel: str,
+        options: NamespaceOptions,
+        since: StreamPosition | None,
+        limit: int | None,
+    ) -> HistoryPage:
+        """The messages after ``since`` (oldest first), else the latest; at most ``limit``.
+
+        Raises:
+            GatewayError: `bad_request` where history is off or ``since`` is not in this
+                history, `unavailable`.
+        """
+        policy = history_policy(options)
         if policy is None:
             raise GatewayError(
                 ErrorCode.BAD_REQUEST, f"history is off in namespace {namespace_of(channel)!r}"
             )
-        limit = policy.size if command.limit is None else min(command.limit, policy.size)
+        limit = policy.size if limit is None else min(limit, policy.size)
         broker = self._replica.broker
-        since = command.since
         if since is None:
-            page = await broker.read_history(channel, policy, limit=limit)
-        else:
-            page = await broker.read_history(channel, policy, after=since.offset, limit=limit)
-            if page.epoch != since.epoch:
-                raise GatewayError(
-                    ErrorCode.BAD_REQUEST,
-                    f"since.epoch {since.epoch!r} is not the channel's epoch {page.epoch!r}: "
-                    "that history was lost; re-sync",
-                )
-            if since.offset > page.top:
-                raise GatewayError(
-                    ErrorCode.BAD_REQUEST,
-                    f"since.offset {since.offset} is beyond the channel's latest offset {page.top}",
-                )
-        frames = [frame for _, frame in page.messages]
-        connection.send(protocol.history_reply(command.id, channel, page.position, frames))
+            return await broker.read_history(channel, policy, limit=limit)
+        page = await broker.read_history(channel, policy, after=since.offset, limit=limit)
+        if page.epoch != since.epoch:
+            raise GatewayError(
+                ErrorCode.BAD_REQUEST,
+                f"since.epoch {since.epoch!r} is not the channel's epoch {page.epoch!r}: "
+                "that history was lost; re-sync",
+            )
+        if since.offset > page.top:
+            raise GatewayError(
+                ErrorCode.BAD_REQUEST,
+                f"since.offset {since.offset} is beyond the channel's latest offset {page.top}",
+            )
+        return page
 
     async def ping(self, connection: Connection, command: Ping) -> None:
         connection.send(protocol.reply("pong", command.id))
 
     async def connect(self, connection: Connection, command: Connect) -> None:
-        raise GatewayError(ErrorCode.BAD_REQUEST, "already connected: connect must come first")
+        if connection.guard.connect(command.token):
+            connection.send_welcome(command.id)
 
     async def refresh(self, connection: Connection, command: Refresh) -> None:
-        raise GatewayError(ErrorCode.BAD_REQUEST, "refresh needs authentication, which is off")
+        expires_at = connection.guard.refresh(command.token)
+        if expires_at is not None:
+            connection.send(protocol.reply("refreshed", command.id, exp=expires_at))

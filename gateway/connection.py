@@ -37,6 +37,7 @@ from gateway.errors import (
 )
 from gateway.outbox import Outbox, Outgoing, Sink
 from gateway.protocol import StreamPosition
+from gateway.transport import CLOSE_DEADLINE
 
 if TYPE_CHECKING:
     from gateway.hub import Subscriber
@@ -64,6 +65,7 @@ class Connection:
         "_websocket",
         "channels",
         "deliver",
+        "guard",
         "id",
         "outbox",
         "principal",
@@ -88,6 +90,7 @@ class Connection:
         self._sink = sink
         self._closing: Disconnect | None = None
         self._closer: asyncio.Task[None] | None = None
+        self.guard = replica.security.guard(self)
 
     @property
     def user(self) -> str | None:
@@ -109,6 +112,15 @@ class Connection:
         """Answer a failed command."""
         self.replica.stats.errors[error.code.value] += 1
         self.send(protocol.error(error))
+
+    def send_welcome(self, command_id: int | str | None = None) -> None:
+        """Tell the client it is connected (answering its ``connect`` if it sent one)."""
+        settings = self.replica.settings
+        self.send(
+            protocol.welcome(
+                self.id, settings.node_id, self.user, settings.ping_seconds, command_id
+            )
+        )
 
     async def subscribe(
         self, channel: str, history: HistoryPolicy | None, via: Subscriber | None = None
@@ -181,9 +193,11 @@ class Connection:
                     await self.on_text(text)
         except GatewayError as error:
             self.close(disconnect_for(error))
+            await self._let_close_finish()
         except Exception:
             log.exception("connection.failed client=%s", self.id)
             self.close(INTERNAL_ERROR)
+            await self._let_close_finish()
         finally:
             await self._finish()
 
@@ -205,6 +219,14 @@ class Connection:
         await self.outbox.close()
         await self._sink.close(protocol.disconnect(reason), int(reason.code), reason.reason)
 
+    async def _let_close_finish(self) -> None:
+        """Give a close begun by a failure the time to send `disconnect` and the close frame
+        (the read loop, which would otherwise wait for that, has ended)."""
+        closer = self._closer
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(closer), FLUSH_BEFORE_CLOSE + CLOSE_DEADLINE)
+
     def _leave_all(self) -> None:
         hub, presence = self.replica.hub, self.replica.presence
         channels, self.channels = self.channels, {}
@@ -215,6 +237,7 @@ class Connection:
     async def _finish(self) -> None:
         if self._closing is None:
             self._closing = NORMAL
+        self.guard.release()
         self._leave_all()
         await self.outbox.close()
         closer, self._closer = self._closer, None
@@ -229,8 +252,8 @@ class ProtocolConnection(Connection):
     __slots__ = ()
 
     async def opened(self) -> None:
-        settings = self.replica.settings
-        self.send(protocol.welcome(self.id, settings.node_id, self.user, settings.ping_seconds))
+        if self.guard.open(self._websocket.query_params.get("token"), connect_op=True):
+            self.send_welcome()
 
     async def on_text(self, text: str) -> None:
         """Run the frame's commands in order. A client that sends commands faster than it
@@ -244,6 +267,8 @@ class ProtocolConnection(Connection):
                 await self.outbox.flush()
             if self._closing is not None:
                 return
+            if not self.guard.admit(command):
+                continue
             if isinstance(command, GatewayError):
                 counts["invalid", command.code.value] += 1
                 self.send_error(command)
@@ -261,6 +286,8 @@ class ProtocolConnection(Connection):
                 self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command.id))
 
     def on_binary(self) -> None:
+        if not self.guard.admit(None):
+            return
         self.send_error(
             GatewayError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send text")
         )
@@ -285,7 +312,10 @@ class PlainTextConnection(Connection):
         self.deliver = self._deliver_plain
 
     async def opened(self) -> None:
+        if not self.guard.open(self._websocket.query_params.get("token"), connect_op=False):
+            return
         options = self.replica.commands.namespace(self._channel)
+        self.guard.check_subscribe(self._channel, options, None)
         await self.subscribe(self._channel, history_policy(options))
         if options.presence:
             await self.replica.presence.join(
@@ -293,6 +323,7 @@ class PlainTextConnection(Connection):
             )
 
     async def on_text(self, text: str) -> None:
+        self.guard.check_rate()
         head = protocol.message_head(self._channel, text, self.id, self.user)
         await self.replica.commands.publish_frame(self, self._channel, head)
 

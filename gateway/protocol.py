@@ -243,17 +243,18 @@ def error(err: GatewayError) -> bytes:
     return reply("error", err.id, code=err.code.value, message=err.message)
 
 
-def welcome(client: str, node: str, user: str | None, ping: float) -> bytes:
-    """The first frame of every connection."""
-    return orjson.dumps(
-        {
-            "op": "welcome",
-            "client": client,
-            "node": node,
-            "user": user,
-            "ping": int(ping) if float(ping).is_integer() else ping,
-            "version": PROTOCOL_VERSION,
-        }
+def welcome(
+    client: str, node: str, user: str | None, ping: float, command_id: CommandId = None
+) -> bytes:
+    """The first frame of every connection; ``command_id`` echoes the id of a ``connect``."""
+    return reply(
+        "welcome",
+        command_id,
+        client=client,
+        node=node,
+        user=user,
+        ping=int(ping) if float(ping).is_integer() else ping,
+        version=PROTOCOL_VERSION,
     )
 
 

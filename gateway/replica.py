@@ -15,12 +15,14 @@ from gateway.broker import Broker, create_broker
 from gateway.channels import is_valid_channel
 from gateway.commands import Commands, history_policy
 from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
+from gateway.control import ControlPlane
 from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
 from gateway.hub import Hub
 from gateway.metrics import Metrics, Stats
 from gateway.outbox import LoopPasses
 from gateway.presence import Presence
 from gateway.protocol import SUBPROTOCOL, StreamPosition
+from gateway.security import Security
 from gateway.settings import NamespaceOptions, Settings
 from gateway.transport import sink_for
 
@@ -40,12 +42,14 @@ class Replica:
     def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
+        self.security = Security(settings)
         self.stats = Stats()
         self.loop_passes = LoopPasses()
         self.metrics = Metrics(self)
         self.hub = Hub(self.broker, self.metrics.publish_to_deliver.observe)
         self.presence = Presence(self.broker, settings.presence_ttl)
         self.commands = Commands(self)
+        self.control = ControlPlane(self)
         self.connections: dict[str, Connection] = {}
         self.started_at = time.time()
         self.draining = False
@@ -55,7 +59,7 @@ class Replica:
     @property
     def ready(self) -> bool:
         """Accepting clients: started, not draining, and the broker reachable."""
-        return self._running and not self.draining and self.broker.available
+        return self._running and not self.draining and self.broker.available and self.control.live
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the replica is ready, and why not."""
@@ -65,12 +69,15 @@ class Replica:
             return False, "draining"
         if not self.broker.available:
             return False, "broker unreachable"
+        if not self.control.live:
+            return False, "control channel not subscribed yet"
         return True, "ready"
 
     async def start(self) -> None:
         """Connect the broker (in the background) and begin accepting clients."""
-        await self.broker.start(self.hub)
+        await self.broker.start(self.control.tap(self.hub))
         self.presence.start()
+        await self.control.start()
         self._running = True
         log.info("replica.started node=%s broker=%s", self.settings.node_id, _broker_kind(self))
 
@@ -80,6 +87,7 @@ class Replica:
         for connection in list(self.connections.values()):
             connection.close(SHUTDOWN)
         await self._wait_for_connections(STOP_DEADLINE)
+        await self.control.stop()
         await self.presence.close()
         await self.hub.close()
         await self.broker.close()
@@ -148,6 +156,9 @@ class Replica:
         await self._run(PlainTextConnection(self, websocket, sink, ANONYMOUS, channel=channel))
 
     async def _admit(self, websocket: WebSocket) -> bool:
+        if not self.security.origin_allowed(websocket.headers):
+            await _deny(websocket, 403, "origin not allowed")
+            return False
         ready, reason = self.readiness()
         if not ready:
             await _deny(websocket, 503, f"replica not ready: {reason}")

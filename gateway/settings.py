@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from pydantic_settings import (
 )
 
 from gateway.channels import DEFAULT_NAMESPACE, namespace_of
+from gateway.redaction import redact_url
 
 
 class ConfigError(Exception):
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_public_key: SecretStr | None = None
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
     api_key: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     config: Path | None = None
@@ -107,6 +111,13 @@ class Settings(BaseSettings):
         if self.strict_namespaces and name != DEFAULT_NAMESPACE:
             return None
         return self.namespaces.get(DEFAULT_NAMESPACE, _DEFAULT_OPTIONS)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Fields for ``repr`` and ``str``: secrets are masked, the Redis password too."""
+        for name, value in super().__repr_args__():
+            if name == "redis_url" and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
 
     @property
     def auth_enabled(self) -> bool:

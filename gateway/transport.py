@@ -112,6 +112,10 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if message["type"] == "websocket.accept":
             self.request = self.response = None  # type: ignore[assignment]
+        elif message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # uvicorn's sans-I/O protocol does not mark a handshake answered with an HTTP
+            # response (a 403 or 503 denial) as complete, then logs an error for it
+            self.handshake_complete = True
 
     def pause_writing(self) -> None:
         self.paused = True

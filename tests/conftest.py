@@ -65,8 +65,12 @@ def gateways() -> Iterator[Callable[..., list[GatewayProcess]]]:
 
 @pytest.fixture(scope="module")
 def cluster(redis_server: RedisServer) -> Iterator[list[GatewayProcess]]:
-    """Two replicas with default settings on the session's Redis, shared by a test module."""
-    replicas = [GatewayProcess(f"m{index}", redis_url=redis_server.url) for index in (1, 2)]
+    """Two replicas on the session's Redis, shared by a test module.
+
+    Default settings, except that the command rate is not limited: tests send bursts of
+    hundreds of commands.
+    """
+    replicas = [GatewayProcess(f"m{index}", redis_url=redis_server.url, rate=0) for index in (1, 2)]
     start_all(replicas)
     yield replicas
     for replica in replicas:

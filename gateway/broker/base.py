@@ -183,3 +183,29 @@ class Broker(Protocol):
         announce that they left.
         """
         ...
+
+    # The replica registry (``/api/info``): each replica announces itself on a heartbeat.
+
+    async def register_node(self, node: str, state: bytes, ttl: float) -> None:
+        """Announce replica ``node`` as alive for ``ttl`` seconds, with its state (JSON).
+
+        Raises:
+            GatewayError: `unavailable` when the backend did not accept it.
+        """
+        ...
+
+    async def unregister_node(self, node: str) -> None:
+        """Forget replica ``node`` at once (it is shutting down).
+
+        Raises:
+            GatewayError: `unavailable` when the backend cannot be reached.
+        """
+        ...
+
+    async def nodes(self) -> dict[str, bytes]:
+        """The last announced state of every replica whose announcement has not expired.
+
+        Raises:
+            GatewayError: `unavailable` when the backend cannot be reached.
+        """
+        ...

@@ -36,6 +36,18 @@ class KeySpace:
         """Sorted set ``client -> expiry (ms)`` beside `presence`."""
         return f"{self._topic_head}{channel}}}:presence:exp"
 
+    def nodes(self) -> str:
+        """The set of replica ids that announced themselves (the registry of ``/api/info``).
+
+        Its hash tag, ``{#nodes}``, can never be a channel's, as ``#`` is not allowed in
+        channel names; every registry key shares it, so they live on one Cluster shard.
+        """
+        return f"{self._prefix}:{{#nodes}}"
+
+    def node(self, node: str) -> str:
+        """The state of one replica, expiring unless its heartbeat refreshes it."""
+        return f"{self._prefix}:{{#nodes}}:{node}"
+
     def channel_of(self, topic: str) -> str | None:
         """The gateway channel of a pub/sub topic, or None for a name that is not a topic."""
         if topic.startswith(self._topic_head) and topic.endswith("}"):

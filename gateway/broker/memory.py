@@ -38,6 +38,7 @@ class MemoryBroker:
         self._channels: set[str] = set()
         self._streams: dict[str, _Stream] = {}
         self._presence: dict[str, dict[str, tuple[bytes, float]]] = {}
+        self._nodes: dict[str, tuple[bytes, float]] = {}
 
     @property
     def available(self) -> bool:
@@ -140,6 +141,20 @@ class MemoryBroker:
             stream = self._streams[channel] = _Stream(new_epoch())
             stream.expires_at = self._clock() + history.ttl
         return stream
+
+    async def register_node(self, node: str, state: bytes, ttl: float) -> None:
+        self._check()
+        self._nodes[node] = (state, self._clock() + ttl)
+
+    async def unregister_node(self, node: str) -> None:
+        self._nodes.pop(node, None)
+
+    async def nodes(self) -> dict[str, bytes]:
+        self._check()
+        now = self._clock()
+        for node in [node for node, (_, expiry) in self._nodes.items() if expiry <= now]:
+            del self._nodes[node]
+        return {node: state for node, (state, _) in self._nodes.items()}
 
 
 _: type[Broker] = MemoryBroker

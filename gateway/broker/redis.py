@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -387,6 +387,47 @@ class RedisBroker:
                 if not waiter.done():
                     waiter.set_exception(error)
 
+    async def register_node(self, node: str, state: bytes, ttl: float) -> None:
+        async with self._registry("register") as redis:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._keys.node(node), state, px=max(1, int(ttl * 1000)))
+                pipe.sadd(self._keys.nodes(), node)
+                await pipe.execute()
+
+    async def unregister_node(self, node: str) -> None:
+        async with self._registry("unregister") as redis:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._keys.node(node))
+                pipe.srem(self._keys.nodes(), node)
+                await pipe.execute()
+
+    async def nodes(self) -> dict[str, bytes]:
+        async with self._registry("list") as redis:
+            members = sorted(_text(member) for member in await redis.smembers(self._keys.nodes()))
+            if not members:
+                return {}
+            states = await redis.mget(map(self._keys.node, members))
+            alive = {
+                member: state.encode() if isinstance(state, str) else state
+                for member, state in zip(members, states, strict=True)
+                if state is not None
+            }
+            gone = [member for member in members if member not in alive]
+            if gone:
+                await redis.srem(self._keys.nodes(), *gone)
+            return alive
+
+    @contextlib.asynccontextmanager
+    async def _registry(self, action: str) -> AsyncIterator[Redis]:
+        """The command connection for a registry call; Redis errors become `unavailable`."""
+        if not self._available or self._commands is None:
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        try:
+            yield self._commands
+        except (RedisError, OSError) as exc:
+            log.warning("broker.registry_failed action=%s error=%r", action, exc)
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker did not answer") from None
+
 
 async def _first_failure(*loops: Coroutine[Any, Any, None]) -> None:
     """Run endless loops together until one fails; cancel the others and raise its error."""
@@ -409,6 +450,10 @@ def _ms(seconds: float) -> int:
 def _batches(channels: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(channels), SUBSCRIBE_BATCH):
         yield channels[start : start + SUBSCRIBE_BATCH]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _redact(url: str) -> str:

@@ -130,7 +130,7 @@ async def test_binary_and_oversized_frames_on_a_replica(
 async def test_slow_consumer_4008_while_neighbour_on_same_replica_gets_all(
     gateways: Callable[..., list[GatewayProcess]], redis_server: RedisServer
 ) -> None:
-    receiving, publishing = gateways(2, redis_url=redis_server.url, max_queue=16)
+    receiving, publishing = gateways(2, redis_url=redis_server.url, max_queue=16, rate=0)
     slow = await ProtocolClient.connect(receiving.ws_url, max_queue=1)
     async with (
         await ProtocolClient.connect(receiving.ws_url) as neighbour,

@@ -92,7 +92,7 @@ async def test_gap_beyond_the_retained_window_is_not_recovered(
 async def test_concurrent_publishers_on_three_replicas_get_every_offset_once(
     gateways: Callable[..., list[GatewayProcess]], redis_server: RedisServer
 ) -> None:
-    replicas = gateways(3, redis_url=redis_server.url)
+    replicas = gateways(3, redis_url=redis_server.url, rate=0)
     reader = await ProtocolClient.connect(replicas[0].ws_url)
     await reader.subscribe("race:1")
     publishers = [await ProtocolClient.connect(r.ws_url) for r in replicas]
@@ -120,7 +120,7 @@ async def test_redis_killed_and_restarted_loses_nothing_acknowledged(
     redis = RedisServer(None, "--appendonly", "yes", "--appendfsync", "always")
     redis.start()
     try:
-        receiving, publishing = gateways(2, redis_url=redis.url, namespaces=NAMESPACES)
+        receiving, publishing = gateways(2, redis_url=redis.url, namespaces=NAMESPACES, rate=0)
         subscriber = await ProtocolClient.connect(receiving.ws_url)
         publisher = await ProtocolClient.connect(publishing.ws_url)
         await subscriber.subscribe("durable:1")

@@ -75,7 +75,7 @@ async def test_errors_are_counted_by_code(gateway: LocalGateway) -> None:
 
 
 async def test_slow_consumer_close_is_counted(serve: Callable[..., Any]) -> None:
-    async with serve(max_queue=8) as gateway:
+    async with serve(max_queue=8, rate=0) as gateway:
         slow = await ProtocolClient.connect(gateway.ws_url, max_queue=1)
         async with await ProtocolClient.connect(gateway.ws_url) as publisher:
             await slow.subscribe("m:slow")

@@ -95,8 +95,9 @@ async def test_unsubscribe_stops_delivery(gateway: LocalGateway) -> None:
         assert [f for f in client.inbox if f["op"] == "message"] == []
 
 
-async def test_per_publisher_order(gateway: LocalGateway) -> None:
+async def test_per_publisher_order(serve: Callable[..., Any]) -> None:
     async with (
+        serve(rate=0) as gateway,
         await ProtocolClient.connect(gateway.ws_url) as sub,
         await ProtocolClient.connect(gateway.ws_url) as pub,
     ):
@@ -212,7 +213,7 @@ async def test_closing_a_socket_releases_its_subscriptions(gateway: LocalGateway
 async def test_slow_consumer_is_closed_with_4008_and_the_neighbour_gets_all(
     serve: Callable[..., Any],
 ) -> None:
-    async with serve(max_queue=16) as gateway:
+    async with serve(max_queue=16, rate=0) as gateway:
         slow = await ProtocolClient.connect(gateway.ws_url, max_queue=1)
         async with (
             await ProtocolClient.connect(gateway.ws_url) as neighbour,
@@ -280,7 +281,7 @@ async def test_many_clients_fan_out(gateway: LocalGateway) -> None:
 async def test_a_batch_longer_than_the_queue_is_slowed_not_dropped(
     serve: Callable[..., Any],
 ) -> None:
-    async with serve(max_queue=8) as gateway:
+    async with serve(max_queue=8, rate=0) as gateway:
         async with await ProtocolClient.connect(gateway.ws_url) as client:
             batch = "\n".join(orjson.dumps({"op": "ping", "id": n}).decode() for n in range(200))
             await client.send(batch)
