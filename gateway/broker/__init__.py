@@ -18,6 +18,7 @@ def create_broker(settings: Settings) -> Broker:
         settings.redis_url,
         prefix=settings.redis_prefix,
         timeout=settings.broker_timeout,
+        cluster=settings.redis_cluster,
     )
 
 

@@ -1,11 +1,12 @@
-"""The Redis broker: one pub/sub connection per replica, commands over a small pool.
+"""The Redis broker: pub/sub through listeners, commands and scripts over a small pool.
 
-A supervisor task owns the pub/sub connection. It connects (with capped, jittered backoff),
-re-subscribes every channel the replica holds, then runs two loops until the connection
-fails: the reader, which hands each publication to the handler, and the synchroniser, which
-turns changes of the wanted channel set into batched SUBSCRIBE/UNSUBSCRIBE commands (the
-only writer of those commands, so they reach Redis in the order they were decided) and
-pings Redis on a heartbeat so a silent network failure is noticed.
+On a standalone Redis a replica has one listener (one pub/sub connection). With
+``redis_cluster`` it uses sharded pub/sub: one listener per master, each holding the
+channels whose slot that master owns, and SPUBLISH inside the publish script. Every key of
+a channel carries the channel as a hash tag, so each script touches one slot. When a slot
+moves, the master that lost it drops the channel's subscription; the broker then re-reads
+the cluster's layout and subscribes at the new owner, and the hub repairs what was missed
+from the history.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -36,17 +36,15 @@ from gateway.broker.base import (
     now_us,
 )
 from gateway.broker.keys import KeySpace
+from gateway.broker.listener import CLASSIC, SHARDED, Dialect, Listener, ListenerEvents
 from gateway.errors import ErrorCode, GatewayError
 from gateway.protocol import StreamPosition
 
 log = logging.getLogger(__name__)
 
-SUBSCRIBE_BATCH = 500
-"""Channels per SUBSCRIBE/UNSUBSCRIBE command."""
-
 
 class RedisBroker:
-    """Publish/subscribe over Redis; see the module docstring for how the connection is kept."""
+    """Publish/subscribe, history and presence on Redis or a Redis Cluster."""
 
     def __init__(
         self,
@@ -56,32 +54,30 @@ class RedisBroker:
         timeout: float = 5.0,
         heartbeat: float = 2.0,
         backoff: tuple[float, float] = (0.05, 2.0),
+        cluster: bool = False,
     ) -> None:
         self._url = url
         self._keys = KeySpace(prefix)
         self._timeout = timeout
         self._heartbeat = heartbeat
         self._backoff = backoff
+        self._cluster = cluster
         self._handler: BrokerHandler | None = None
-        self._commands: Redis | None = None
-        self._subscriber: Redis | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._available = False
-        self._wanted: set[str] = set()
-        self._sent: set[str] = set()
-        self._live: set[str] = set()
-        self._unacked: dict[str, int] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._dirty = asyncio.Event()
-        self._last_pong = 0.0
-        self._restoring = False
-        self._restore_sent = False
-        self.connects = 0
-        """Connections established to Redis (the first one included)."""
+        self._commands: Redis | RedisCluster | None = None
+        self._listeners: dict[str, Listener] = {}
+        self._routes: dict[str, Listener] = {}
+        self._layout: asyncio.Task[None] | None = None
+        self._rerouting: asyncio.Task[None] | None = None
 
     @property
     def available(self) -> bool:
-        return self._available
+        listeners = self._listeners
+        return bool(listeners) and all(listener.available for listener in listeners.values())
+
+    @property
+    def connects(self) -> int:
+        """Pub/sub connections established, over every listener (first ones included)."""
+        return sum(listener.connects for listener in self._listeners.values())
 
     @property
     def keys(self) -> KeySpace:
@@ -91,56 +87,141 @@ class RedisBroker:
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
         no_retry = Retry(NoBackoff(), 0)
-        self._commands = Redis.from_url(
-            self._url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
-            retry=no_retry,
-        )
-        self._subscriber = Redis.from_url(
-            self._url,
-            socket_timeout=None,
-            socket_connect_timeout=self._timeout,
-            retry=no_retry,
-            max_connections=1,
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": self._timeout,
+            "socket_connect_timeout": self._timeout,
+            "retry": no_retry,
+        }
+        if self._cluster:
+            self._commands = RedisCluster.from_url(self._url, **options)
+            self._layout = asyncio.create_task(self._learn_layout(), name="redis-cluster-layout")
+        else:
+            self._commands = Redis.from_url(self._url, **options)
+            self._add_listener(_redact(self._url), CLASSIC, None)
         self._publish_script = self._commands.register_script(scripts.PUBLISH_WITH_HISTORY)
         self._read_script = self._commands.register_script(scripts.READ_HISTORY)
         self._presence_add_script = self._commands.register_script(scripts.PRESENCE_ADD)
         self._presence_refresh_script = self._commands.register_script(scripts.PRESENCE_REFRESH)
         self._presence_read_script = self._commands.register_script(scripts.PRESENCE_READ)
-        self._supervisor = asyncio.create_task(self._supervise(), name="redis-broker")
 
     async def close(self) -> None:
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.cancel()
-            await asyncio.gather(supervisor, return_exceptions=True)
-        self._set_unavailable()
-        for client in (self._commands, self._subscriber):
-            if client is not None:
-                await client.aclose()
-        self._commands = self._subscriber = None
+        for task in (self._layout, self._rerouting):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        listeners, self._listeners = list(self._listeners.values()), {}
+        self._routes.clear()
+        for listener in listeners:
+            await listener.close()
+        if self._commands is not None:
+            await self._commands.aclose()
+            self._commands = None
 
     async def subscribe(self, channel: str) -> None:
-        if not self._available:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
-        self._wanted.add(channel)
-        if channel in self._live:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(channel, []).append(waiter)
-        self._dirty.set()
-        try:
-            await asyncio.wait_for(waiter, self._timeout)
-        except TimeoutError:
-            raise GatewayError(
-                ErrorCode.UNAVAILABLE, "the broker did not confirm the subscription in time"
-            ) from None
+        listener = self._route(channel)
+        self._routes[channel] = listener
+        await listener.subscribe(channel)
 
     def unsubscribe(self, channel: str) -> None:
-        self._wanted.discard(channel)
-        self._dirty.set()
+        listener = self._routes.pop(channel, None)
+        if listener is not None:
+            listener.unsubscribe(channel)
+
+    def _route(self, channel: str) -> Listener:
+        """The listener of the node that carries ``channel``."""
+        if not self._cluster:
+            return next(iter(self._listeners.values()))
+        cluster = self._commands
+        if not isinstance(cluster, RedisCluster) or not self._listeners:
+            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(self._keys.topic(channel)))
+        listener = self._listeners.get(node.name)
+        if listener is None:
+            listener = self._add_listener(node.name, SHARDED, (node.host, int(node.port)))
+        return listener
+
+    def _add_listener(
+        self, name: str, dialect: Dialect, address: tuple[str, int] | None
+    ) -> Listener:
+        options: dict[str, Any] = {
+            "socket_timeout": None,
+            "socket_connect_timeout": self._timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "max_connections": 1,
+        }
+        client = Redis.from_url(self._url, **options)
+        if address is not None:
+            kwargs = client.connection_pool.connection_kwargs
+            kwargs["host"], kwargs["port"] = address
+        assert self._handler is not None
+        events = ListenerEvents(self._handler.on_publication, self._restored, self._lost)
+        listener = Listener(
+            client,
+            self._keys,
+            events,
+            name=name,
+            dialect=dialect,
+            timeout=self._timeout,
+            heartbeat=self._heartbeat,
+            backoff=self._backoff,
+        )
+        self._listeners[name] = listener
+        listener.start()
+        return listener
+
+    def _restored(self) -> None:
+        assert self._handler is not None
+        self._handler.on_reconnected()
+
+    def _lost(self, channel: str) -> None:
+        """A master dropped one of our channels: its slot moved; follow it."""
+        if self._rerouting is None or self._rerouting.done():
+            self._rerouting = asyncio.get_running_loop().create_task(self._reroute())
+
+    async def _learn_layout(self) -> None:
+        """Cluster mode: read the layout (retrying while the cluster is unreachable), then
+        keep one listener per master."""
+        cluster = self._commands
+        assert isinstance(cluster, RedisCluster)
+        low, high = self._backoff
+        delay = low
+        while True:
+            try:
+                await cluster.initialize()
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("broker.cluster_unreachable error=%r", exc)
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, high)
+        for node in cluster.get_primaries():
+            if node.name not in self._listeners:
+                self._add_listener(node.name, SHARDED, (node.host, int(node.port)))
+
+    async def _reroute(self) -> None:
+        """Re-read the cluster's layout and move every channel to the master that owns it."""
+        cluster = self._commands
+        assert isinstance(cluster, RedisCluster)
+        try:
+            await cluster.nodes_manager.initialize()
+        except (RedisError, OSError) as exc:
+            log.warning("broker.cluster_layout_failed error=%r", exc)
+        moved = [
+            channel
+            for channel, listener in self._routes.items()
+            if not listener.holds(channel) or self._route(channel) is not listener
+        ]
+        for channel in moved:
+            old = self._routes[channel]
+            old.unsubscribe(channel)
+            new = self._route(channel)
+            self._routes[channel] = new
+            try:
+                await new.subscribe(channel)
+            except GatewayError as exc:
+                log.warning("broker.reroute_failed channel=%s reason=%s", channel, exc.message)
+        if moved:
+            log.info("broker.rerouted channels=%d", len(moved))
+            self._restored()
 
     async def publish(
         self, channel: str, head: bytes, history: HistoryPolicy | None
@@ -149,9 +230,11 @@ class RedisBroker:
         topic = self._keys.topic(channel)
         try:
             if history is None:
-                await commands.publish(
-                    topic, envelope(protocol.close_message(head), None, now_us())
-                )
+                frame = envelope(protocol.close_message(head), None, now_us())
+                if self._cluster:
+                    await commands.execute_command("SPUBLISH", topic, frame)
+                else:
+                    await commands.publish(topic, frame)
                 return None
             top, epoch = await self._publish_script(
                 keys=[self._keys.meta(channel), self._keys.stream(channel)],
@@ -161,7 +244,7 @@ class RedisBroker:
                     _ms(history.ttl),
                     new_epoch(),
                     topic,
-                    "PUBLISH",
+                    "SPUBLISH" if self._cluster else "PUBLISH",
                     now_us(),
                 ],
                 client=commands,
@@ -223,15 +306,18 @@ class RedisBroker:
         for channel, client, entry in members:
             by_channel.setdefault(channel, []).extend((client, entry))
         commands = self._connected()
-        try:
-            async with commands.pipeline(transaction=False) as pipe:
-                for channel, pairs in by_channel.items():
-                    await self._presence_refresh_script(
-                        keys=self._presence_keys(channel), args=[_ms(ttl), *pairs], client=pipe
-                    )
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise GatewayError(ErrorCode.UNAVAILABLE, f"presence refresh failed: {exc}") from None
+        calls = [
+            self._presence_refresh_script(
+                keys=self._presence_keys(channel), args=[_ms(ttl), *pairs], client=commands
+            )
+            for channel, pairs in by_channel.items()
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            raise GatewayError(
+                ErrorCode.UNAVAILABLE, f"presence refresh failed: {failures[0]!r}"
+            ) from None
 
     async def presence(self, channel: str) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
         reply = await self._presence_call(self._presence_read_script, channel, [])
@@ -242,8 +328,8 @@ class RedisBroker:
         entries = {live[i].decode(): live[i + 1] for i in range(0, len(live), 2)}
         return entries, expired
 
-    def _connected(self) -> Redis:
-        if not self._available or self._commands is None:
+    def _connected(self) -> Redis | RedisCluster:
+        if not self.available or self._commands is None:
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
         return self._commands
 
@@ -256,136 +342,6 @@ class RedisBroker:
             return await script(keys=self._presence_keys(channel), args=args, client=commands)
         except (RedisError, OSError) as exc:
             raise GatewayError(ErrorCode.UNAVAILABLE, f"presence call failed: {exc}") from None
-
-    async def _supervise(self) -> None:
-        low, high = self._backoff
-        delay = low
-        this_task = asyncio.current_task()
-        while True:
-            try:
-                await self._session()
-            except Exception as exc:  # any failure ends the session; the loop reconnects
-                if this_task is not None and this_task.cancelling():
-                    # redis-py can turn a cancellation into a timeout error: stop anyway
-                    raise asyncio.CancelledError from exc
-                if self._available:
-                    log.warning("broker.disconnected error=%r", exc)
-                delay = low if self._available else min(delay * 2, high)
-            self._set_unavailable()
-            await asyncio.sleep(random.uniform(0, delay))
-
-    async def _session(self) -> None:
-        assert self._commands is not None and self._subscriber is not None
-        pubsub = self._subscriber.pubsub()
-        try:
-            await self._commands.ping()
-            await pubsub.execute_command("PING")
-            self._sent.clear()
-            self._live.clear()
-            self._unacked.clear()
-            self._last_pong = asyncio.get_running_loop().time()
-            self._restoring = True
-            self._restore_sent = False
-            self._dirty.set()
-            self._available = True
-            self.connects += 1
-            log.info("broker.connected url=%s", _redact(self._url))
-            await _first_failure(self._read(pubsub), self._synchronise(pubsub))
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _read(self, pubsub: PubSub) -> None:
-        assert self._handler is not None
-        deliver = self._handler.on_publication
-        channel_of = self._keys.channel_of
-        wanted = self._wanted
-        loop = asyncio.get_running_loop()
-        while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
-                channel = channel_of(message["channel"].decode())
-                if channel in wanted:
-                    try:
-                        deliver(channel, message["data"])
-                    except Exception:
-                        log.exception("broker.handler_failed channel=%s", channel)
-            elif kind == "subscribe":
-                channel = channel_of(message["channel"].decode())
-                if channel is not None:
-                    self._acknowledge(channel)
-            elif kind == "pong":
-                self._last_pong = loop.time()
-
-    async def _synchronise(self, pubsub: PubSub) -> None:
-        loop = asyncio.get_running_loop()
-        next_ping = loop.time() + self._heartbeat
-        while True:
-            wait = next_ping - loop.time()
-            if wait <= 0:
-                if loop.time() - self._last_pong > 3 * self._heartbeat:
-                    raise ConnectionError("Redis stopped answering pings")
-                await pubsub.execute_command("PING")
-                next_ping = loop.time() + self._heartbeat
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), wait)
-            if not self._dirty.is_set():
-                continue
-            self._dirty.clear()
-            gone = [channel for channel in self._sent if channel not in self._wanted]
-            new = [channel for channel in self._wanted if channel not in self._sent]
-            for batch in _batches(gone):
-                self._sent.difference_update(batch)
-                self._live.difference_update(batch)
-                await pubsub.execute_command("UNSUBSCRIBE", *map(self._keys.topic, batch))
-            for batch in _batches(new):
-                self._sent.update(batch)
-                for channel in batch:
-                    self._unacked[channel] = self._unacked.get(channel, 0) + 1
-                await pubsub.execute_command("SUBSCRIBE", *map(self._keys.topic, batch))
-            if self._restoring:
-                self._restore_sent = True
-                self._check_restored()
-
-    def _check_restored(self) -> None:
-        """After a (re)connection: once every channel is held again, let the handler repair."""
-        if self._restoring and self._restore_sent and not self._unacked:
-            self._restoring = False
-            assert self._handler is not None
-            try:
-                self._handler.on_reconnected()
-            except Exception:
-                log.exception("broker.handler_failed on_reconnected")
-
-    def _acknowledge(self, channel: str) -> None:
-        """Redis confirmed a SUBSCRIBE; the channel is live once every one sent is confirmed."""
-        remaining = self._unacked.get(channel, 0) - 1
-        if remaining > 0:
-            self._unacked[channel] = remaining
-            return
-        self._unacked.pop(channel, None)
-        if channel in self._sent:
-            self._live.add(channel)
-            for waiter in self._waiters.pop(channel, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
-        self._check_restored()
-
-    def _set_unavailable(self) -> None:
-        self._available = False
-        self._sent.clear()
-        self._live.clear()
-        self._unacked.clear()
-        waiters, self._waiters = self._waiters, {}
-        error = GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
-        for pending in waiters.values():
-            for waiter in pending:
-                if not waiter.done():
-                    waiter.set_exception(error)
 
     async def register_node(self, node: str, state: bytes, ttl: float) -> None:
         async with self._registry("register") as redis:
@@ -418,9 +374,9 @@ class RedisBroker:
             return alive
 
     @contextlib.asynccontextmanager
-    async def _registry(self, action: str) -> AsyncIterator[Redis]:
+    async def _registry(self, action: str) -> AsyncIterator[Redis | RedisCluster]:
         """The command connection for a registry call; Redis errors become `unavailable`."""
-        if not self._available or self._commands is None:
+        if not self.available or self._commands is None:
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
         try:
             yield self._commands
@@ -429,27 +385,8 @@ class RedisBroker:
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker did not answer") from None
 
 
-async def _first_failure(*loops: Coroutine[Any, Any, None]) -> None:
-    """Run endless loops together until one fails; cancel the others and raise its error."""
-    tasks = [asyncio.create_task(loop) for loop in loops]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    for task in done:
-        task.result()
-    raise ConnectionError("a broker loop ended")
-
-
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-def _batches(channels: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(channels), SUBSCRIBE_BATCH):
-        yield channels[start : start + SUBSCRIBE_BATCH]
 
 
 def _text(value: bytes | str) -> str:
