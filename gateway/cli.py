@@ -14,7 +14,7 @@ from gateway import client_cli, logs, redaction
 from gateway.app import create_app
 from gateway.server import GatewayServer
 from gateway.settings import ConfigError, Settings, load_settings
-from gateway.transport import GatewayWebSocketProtocol
+from gateway.transport import GatewayWebSocketProtocol, WebSocketLane
 
 log = logging.getLogger("gateway")
 
@@ -111,8 +111,12 @@ def uvicorn_config(
     app: FastAPI, settings: Settings, host: str, port: int, log_level: str
 ) -> uvicorn.Config:
     """uvicorn settings for one replica: the gateway's WebSocket protocol, pings and limits."""
+    replica = app.state.replica
+    lane = WebSocketLane(
+        app, {"/ws": replica.serve_protocol, "/websocket": replica.serve_plain_text}
+    )
     return uvicorn.Config(
-        app,
+        lane,
         host=host,
         port=port,
         ws=GatewayWebSocketProtocol,

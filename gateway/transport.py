@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gateway.outbox import Sink, text_frame
+
+WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 
 DIRECT_EXTENSION = "gateway.direct"
 CLOSE_DEADLINE = 5.0
@@ -206,3 +210,26 @@ def sink_for(websocket: WebSocket) -> DirectSink | AsgiSink:
 
 
 __all__ = ["AsgiSink", "DirectSink", "GatewayWebSocketProtocol", "Sink", "sink_for"]
+
+
+class WebSocketLane:
+    """The ASGI entry point of ``gateway serve``: WebSocket handshakes on ``/ws`` and
+    ``/websocket`` go straight to the replica; everything else (HTTP, lifespan) goes to
+    the FastAPI app.
+
+    A long-lived connection otherwise keeps the whole middleware and routing stack
+    suspended under it (about 7 KiB a connection); the lane keeps none of it. Mounted into
+    another app, the gateway's FastAPI routes serve the same endpoints.
+    """
+
+    def __init__(self, app: ASGIApp, endpoints: dict[str, WebSocketEndpoint]) -> None:
+        self._app = app
+        self._endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            endpoint = self._endpoints.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(WebSocket(scope, receive, send))
+                return
+        await self._app(scope, receive, send)
