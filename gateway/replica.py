@@ -156,7 +156,7 @@ class Replica:
         await self._run(PlainTextConnection(self, websocket, sink, ANONYMOUS, channel=channel))
 
     async def _admit(self, websocket: WebSocket) -> bool:
-        if not self.security.origin_allowed(websocket.headers):
+        if not self.security.origin_allowed(websocket.scope["headers"]):
             await _deny(websocket, 403, "origin not allowed")
             return False
         ready, reason = self.readiness()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from gateway.auth import Principal, TokenError, TokenVerifier
@@ -60,9 +60,17 @@ class Security:
         self.clock = clock
         self.monotonic = monotonic
 
-    def origin_allowed(self, headers: Mapping[str, str]) -> bool:
-        """True when a handshake with these headers passes the ``Origin`` allow-list."""
-        return self.origins.allows(headers.get("origin"), headers.get("host"))
+    def origin_allowed(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """True when a handshake with these (ASGI) headers passes the ``Origin`` allow-list."""
+        origin = host = None
+        for name, value in headers:
+            if len(name) in (4, 6):
+                lowered = name.lower()
+                if lowered == b"origin":
+                    origin = value.decode("latin-1")
+                elif lowered == b"host":
+                    host = value.decode("latin-1")
+        return self.origins.allows(origin, host)
 
     def guard(self, connection: Guarded) -> ConnectionGuard:
         """The guard of a new connection."""
