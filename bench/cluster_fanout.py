@@ -5,7 +5,7 @@ spreads them over the replicas), publishes M messages in NDJSON batches from one
 connection, and reports deliveries/s, loss, and the CPU time per delivery of each kind of
 process (replicas, nginx, redis). Bounded in count and in time.
 
-    python bench/cluster_fanout.py --replicas 3 --subscribers 600 --messages 1000 [--config F]
+    python -m bench.cluster_fanout --replicas 3 --subscribers 600 --messages 1000 [--config F]
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from bench.processes import free_port
+from bench.system import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_LINE = re.compile(r"^  (\S+)\s+pid (\d+)\s", re.MULTILINE)
@@ -62,18 +64,6 @@ class Subscriber(WSListener):  # type: ignore[misc]
         self.tally.add(payload.count(b'"op":"message"'))
         if not self.subscribed.done() and b'"subscribed"' in payload:
             self.subscribed.set_result(None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_cluster(

@@ -6,7 +6,7 @@ P publisher connections each publish M messages (NDJSON batches) to a channel of
 one subscriber receives them all; the run alternates the two kinds R times and reports the
 median publishes/s and the server's CPU time per publish. Bounded in count and time.
 
-    python bench/history_cost.py [--publishers 8] [--messages 500] [--rounds 3]
+    python -m bench.history_cost [--publishers 8] [--messages 500] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,18 +27,10 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.processes import free_port
+from bench.system import cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
