@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,13 @@ def history_policy(options: NamespaceOptions) -> HistoryPolicy | None:
     if not options.history:
         return None
     return HistoryPolicy(options.history_size, options.history_ttl)
+
+
+def published(command: Publish, position: StreamPosition | None) -> bytes:
+    """The reply to a `publish` the broker accepted."""
+    if position is None:
+        return protocol.reply("published", command.id, channel=command.channel)
+    return protocol.reply("published", command.id, channel=command.channel, offset=position.offset)
 
 
 class Commands:
@@ -145,12 +153,19 @@ class Commands:
         connection.send(protocol.reply("unsubscribed", command.id, channel=command.channel))
 
     async def publish(self, connection: Connection, command: Publish) -> None:
+        position = await self.start_publish(connection, command)
+        connection.send(published(command, position))
+
+    def start_publish(
+        self, connection: Connection, command: Publish
+    ) -> asyncio.Future[StreamPosition | None]:
+        """Check a `publish` now and queue it; the future resolves once the broker took it.
+
+        Raises:
+            GatewayError: as `publish_frame_soon`.
+        """
         head = protocol.message_head(command.channel, command.data, connection.id, connection.user)
-        position = await self.publish_frame(connection, command.channel, head)
-        fields: dict[str, Any] = {"channel": command.channel}
-        if position is not None:
-            fields["offset"] = position.offset
-        connection.send(protocol.reply("published", command.id, **fields))
+        return self.publish_frame_soon(connection, command.channel, head)
 
     async def publish_frame(
         self, connection: Connection, channel: str, head: bytes
@@ -158,12 +173,23 @@ class Commands:
         """Publish a message built by `protocol.message_head` on behalf of ``connection``.
 
         Raises:
-            GatewayError: `forbidden` where clients may not publish, `too_large` for a frame
-                over the size limit, `unavailable` when the broker did not accept it.
+            GatewayError: as `publish_frame_soon`, or `unavailable` when the broker did
+                not accept it.
+        """
+        return await self.publish_frame_soon(connection, channel, head)
+
+    def publish_frame_soon(
+        self, connection: Connection, channel: str, head: bytes
+    ) -> asyncio.Future[StreamPosition | None]:
+        """Check a publication now and queue it (see `Replica.publish_soon`).
+
+        Raises:
+            GatewayError: `unknown_namespace`, `forbidden` where this client may not
+                publish, `too_large` for a frame over the size limit.
         """
         options = self.namespace(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
-        return await self._replica.publish(channel, head, options)
+        return self._replica.publish_soon(channel, head, options)
 
     async def presence(self, connection: Connection, command: Presence) -> None:
         options = self.namespace(command.channel)

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket
 from gateway import logs, protocol
 from gateway.auth import Principal
 from gateway.broker.base import HistoryPolicy
-from gateway.commands import history_policy
+from gateway.commands import history_policy, published
 from gateway.errors import (
     BROKER_UNAVAILABLE,
     FORBIDDEN,
@@ -36,7 +36,7 @@ from gateway.errors import (
     GatewayError,
 )
 from gateway.outbox import Outbox, Outgoing, Sink
-from gateway.protocol import StreamPosition
+from gateway.protocol import Publish, StreamPosition
 from gateway.transport import CLOSE_DEADLINE
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from gateway.replica import Replica
 
 log = logging.getLogger(__name__)
+
+PIPELINED_PUBLISHES = 256
+"""Publications of one connection that may be on their way to the broker at once."""
 
 FLUSH_BEFORE_CLOSE = 2.0
 """Seconds a closing connection may spend sending what it already queued."""
@@ -249,20 +252,45 @@ class Connection:
 class ProtocolConnection(Connection):
     """A ``/ws`` client speaking protocol v1."""
 
-    __slots__ = ()
+    __slots__ = ("_pending",)
+
+    def __init__(
+        self, replica: Replica, websocket: WebSocket, sink: Sink, principal: Principal
+    ) -> None:
+        super().__init__(replica, websocket, sink, principal)
+        self._pending: list[bytes | tuple[Publish, asyncio.Future[StreamPosition | None]]] | None
+        self._pending = None
+        """Replies held back behind publications still on their way to the broker."""
+
+    def send(self, payload: bytes) -> None:
+        pending = self._pending
+        if pending is not None:
+            pending.append(payload)
+        else:
+            super().send(payload)
 
     async def opened(self) -> None:
         if self.guard.open(self._websocket.query_params.get("token"), connect_op=True):
             self.send_welcome()
 
     async def on_text(self, text: str) -> None:
-        """Run the frame's commands in order. A client that sends commands faster than it
-        reads the replies is slowed down (its next command waits for its queue to drain)
-        rather than disconnected."""
+        """Run the frame's commands in order, replies in the same order.
+
+        Consecutive `publish` commands do not wait for one another: they go to the broker
+        together (one round trip) and their replies follow in order; any other command
+        first waits for them. A client that sends commands faster than it reads the
+        replies is slowed down (its next command waits for its queue to drain) rather
+        than disconnected.
+        """
         commands = self.replica.commands
         counts = self.replica.stats.commands
         budget = self.replica.settings.max_queue // 2
         for command in protocol.parse(text):
+            pending = self._pending
+            if pending is not None and (
+                not isinstance(command, Publish) or len(pending) >= PIPELINED_PUBLISHES
+            ):
+                await self._settle()
             if len(self.outbox) > budget:
                 await self.outbox.flush()
             if self._closing is not None:
@@ -272,6 +300,9 @@ class ProtocolConnection(Connection):
             if isinstance(command, GatewayError):
                 counts["invalid", command.code.value] += 1
                 self.send_error(command)
+                continue
+            if isinstance(command, Publish):
+                self._start_publish(command)
                 continue
             op = protocol.op_of(command)
             try:
@@ -284,6 +315,41 @@ class ProtocolConnection(Connection):
                 log.exception("command.failed client=%s op=%s", self.id, op)
                 counts[op, ErrorCode.INTERNAL.value] += 1
                 self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command.id))
+        await self._settle()
+
+    def _start_publish(self, command: Publish) -> None:
+        if self._pending is None:
+            self._pending = []
+        try:
+            future = self.replica.commands.start_publish(self, command)
+        except GatewayError as error:
+            self.replica.stats.commands["publish", error.code.value] += 1
+            self.send_error(error.with_id(command.id))
+        else:
+            self._pending.append((command, future))
+
+    async def _settle(self) -> None:
+        """Send the held-back replies in order, waiting for each publication's outcome."""
+        pending = self._pending
+        if pending is None:
+            return
+        counts = self.replica.stats.commands
+        while pending:
+            item = pending.pop(0)
+            if isinstance(item, bytes):
+                super().send(item)
+                continue
+            command, future = item
+            try:
+                position = await future
+            except GatewayError as error:
+                counts["publish", error.code.value] += 1
+                super().send(protocol.error(error.with_id(command.id)))
+                self.replica.stats.errors[error.code.value] += 1
+            else:
+                counts["publish", "ok"] += 1
+                super().send(published(command, position))
+        self._pending = None
 
     def on_binary(self) -> None:
         if not self.guard.admit(None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -46,6 +47,7 @@ class Replica:
         self.stats = Stats()
         self.loop_passes = LoopPasses()
         self.metrics = Metrics(self)
+        self._publish_roundtrip = self.metrics.broker_roundtrip.labels("publish")
         self.hub = Hub(self.broker, self.metrics.publish_to_deliver.observe)
         self.presence = Presence(self.broker, settings.presence_ttl)
         self.commands = Commands(self)
@@ -109,22 +111,35 @@ class Replica:
                 await asyncio.sleep(window / steps)
         await self._wait_for_connections(STOP_DEADLINE)
 
-    async def publish(
+    def publish_soon(
         self, channel: str, head: bytes, options: NamespaceOptions
-    ) -> StreamPosition | None:
-        """Publish a message built by `protocol.message_head`, storing it where history is on.
+    ) -> asyncio.Future[StreamPosition | None]:
+        """Queue a message built by `protocol.message_head`, stored where history is on.
+
+        Publications queued in one event-loop pass travel to the broker together. The
+        future resolves to the message's position (None without history), or fails with
+        `unavailable` when the broker did not accept it.
 
         Raises:
-            GatewayError: `too_large` over the size limit, `unavailable` when the broker
-                did not accept it.
+            GatewayError: `too_large` over the size limit.
         """
         limit = self.settings.max_message_bytes
         if len(head) + POSITION_BYTES > limit:
             raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {limit} bytes")
-        with self.metrics.broker_roundtrip.labels("publish").time():
-            position = await self.broker.publish(channel, head, history_policy(options))
-        self.stats.published += 1
-        return position
+        future = self.broker.publish_soon(channel, head, history_policy(options))
+        future.add_done_callback(functools.partial(self._published, time.perf_counter()))
+        return future
+
+    async def publish(
+        self, channel: str, head: bytes, options: NamespaceOptions
+    ) -> StreamPosition | None:
+        """`publish_soon`, awaited."""
+        return await self.publish_soon(channel, head, options)
+
+    def _published(self, started: float, future: asyncio.Future[StreamPosition | None]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.stats.published += 1
+            self._publish_roundtrip.observe(time.perf_counter() - started)
 
     async def _wait_for_connections(self, seconds: float) -> None:
         if self.connections:

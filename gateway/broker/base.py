@@ -9,6 +9,7 @@ publishing replica's clock) feeds the publish-to-deliver latency metric.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -141,6 +142,16 @@ class Broker(Protocol):
 
         Raises:
             GatewayError: `unavailable` when the backend did not accept it.
+        """
+        ...
+
+    def publish_soon(
+        self, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> asyncio.Future[StreamPosition | None]:
+        """`publish` without waiting: the future resolves as `publish` would return or raise.
+
+        Publications queued in one event-loop pass may travel together (one round trip);
+        they reach the backend in the order they were queued.
         """
         ...
 

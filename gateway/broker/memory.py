@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
@@ -66,6 +67,11 @@ class MemoryBroker:
     async def publish(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> StreamPosition | None:
+        return self._publish(channel, head, history)
+
+    def _publish(
+        self, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> StreamPosition | None:
         handler = self._check()
         position = None
         if history is not None:
@@ -82,6 +88,16 @@ class MemoryBroker:
         if channel in self._channels:
             handler.on_publication(channel, envelope(frame, position, now_us()))
         return position
+
+    def publish_soon(
+        self, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> asyncio.Future[StreamPosition | None]:
+        future: asyncio.Future[StreamPosition | None] = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(self._publish(channel, head, history))
+        except GatewayError as error:
+            future.set_exception(error)
+        return future
 
     async def read_history(
         self,

@@ -16,12 +16,13 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from gateway import protocol
@@ -68,6 +69,9 @@ class RedisBroker:
         self._routes: dict[str, Listener] = {}
         self._layout: asyncio.Task[None] | None = None
         self._rerouting: asyncio.Task[None] | None = None
+        self._outgoing: list[_Publication] = []
+        self._send_scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def available(self) -> bool:
@@ -105,7 +109,7 @@ class RedisBroker:
         self._presence_read_script = self._commands.register_script(scripts.PRESENCE_READ)
 
     async def close(self) -> None:
-        for task in (self._layout, self._rerouting):
+        for task in (self._layout, self._rerouting, *self._sending):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -223,38 +227,91 @@ class RedisBroker:
             log.info("broker.rerouted channels=%d", len(moved))
             self._restored()
 
+    def publish_soon(
+        self, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> asyncio.Future[StreamPosition | None]:
+        """Queue a publication; every publication queued in one event-loop pass goes to Redis
+        in one pipeline (one round trip), in the order they were queued."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StreamPosition | None] = loop.create_future()
+        if not self.available or self._commands is None:
+            future.set_exception(_unavailable("the broker is unreachable; retry later"))
+            return future
+        self._outgoing.append(_Publication(channel, head, history, future))
+        if not self._send_scheduled:
+            self._send_scheduled = True
+            loop.call_soon(self._send_outgoing)
+        return future
+
     async def publish(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> StreamPosition | None:
-        commands = self._connected()
-        topic = self._keys.topic(channel)
+        return await self.publish_soon(channel, head, history)
+
+    def _send_outgoing(self) -> None:
+        self._send_scheduled = False
+        batch, self._outgoing = self._outgoing, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Publication]) -> None:
         try:
-            if history is None:
-                frame = envelope(protocol.close_message(head), None, now_us())
-                if self._cluster:
-                    await commands.execute_command("SPUBLISH", topic, frame)
+            results = await self._pipeline(batch)
+            unloaded = [
+                index for index, result in enumerate(results) if isinstance(result, NoScriptError)
+            ]
+            if unloaded:
+                # Redis lost its script cache (it restarted): load the script, resend those
+                await self._connected().script_load(scripts.PUBLISH_WITH_HISTORY)
+                again = await self._pipeline([batch[index] for index in unloaded])
+                for index, result in zip(unloaded, again, strict=True):
+                    results[index] = result
+        except (RedisError, OSError, GatewayError) as exc:
+            log.warning("broker.publish_failed count=%d error=%r", len(batch), exc)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(_unavailable("the broker did not accept it"))
+            return
+        for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, Exception):
+                log.warning("broker.publish_failed channel=%s error=%r", item.channel, result)
+                item.future.set_exception(_unavailable("the broker did not accept it"))
+            elif item.history is None:
+                item.future.set_result(None)
+            else:
+                top, epoch = result
+                item.future.set_result(StreamPosition(int(top), epoch.decode()))
+
+    async def _pipeline(self, batch: list[_Publication]) -> list[Any]:
+        """Send publications in one pipeline; results (or errors) in the same order."""
+        commands = self._connected()
+        publish = "SPUBLISH" if self._cluster else "PUBLISH"
+        keys = self._keys
+        async with commands.pipeline(transaction=False) as pipe:
+            for item in batch:
+                topic = keys.topic(item.channel)
+                if item.history is None:
+                    frame = envelope(protocol.close_message(item.head), None, now_us())
+                    pipe.execute_command(publish, topic, frame)
                 else:
-                    await commands.publish(topic, frame)
-                return None
-            top, epoch = await self._publish_script(
-                keys=[self._keys.meta(channel), self._keys.stream(channel)],
-                args=[
-                    head,
-                    history.size,
-                    _ms(history.ttl),
-                    new_epoch(),
-                    topic,
-                    "SPUBLISH" if self._cluster else "PUBLISH",
-                    now_us(),
-                ],
-                client=commands,
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("broker.publish_failed channel=%s error=%r", channel, exc)
-            raise GatewayError(
-                ErrorCode.UNAVAILABLE, "the broker did not accept the publication"
-            ) from None
-        return StreamPosition(int(top), epoch.decode())
+                    pipe.execute_command(
+                        "EVALSHA",
+                        self._publish_script.sha,
+                        2,
+                        keys.meta(item.channel),
+                        keys.stream(item.channel),
+                        item.head,
+                        item.history.size,
+                        _ms(item.history.ttl),
+                        new_epoch(),
+                        topic,
+                        publish,
+                        now_us(),
+                    )
+            return list(await pipe.execute(raise_on_error=False))
 
     async def read_history(
         self,
@@ -383,6 +440,18 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             log.warning("broker.registry_failed action=%s error=%r", action, exc)
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker did not answer") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Publication:
+    channel: str
+    head: bytes
+    history: HistoryPolicy | None
+    future: asyncio.Future[StreamPosition | None]
+
+
+def _unavailable(message: str) -> GatewayError:
+    return GatewayError(ErrorCode.UNAVAILABLE, message)
 
 
 def _ms(seconds: float) -> int:

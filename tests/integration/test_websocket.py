@@ -287,3 +287,41 @@ async def test_a_batch_longer_than_the_queue_is_slowed_not_dropped(
             await client.send(batch)
             replies = [await client.expect(lambda f, n=n: f.get("id") == n) for n in range(200)]
             assert {r["op"] for r in replies} == {"pong"}
+
+
+async def test_pipelined_publishes_answer_in_command_order(serve: Callable[..., Any]) -> None:
+    async with serve(namespaces={"ro": {"publish": False}}, rate=0) as gateway:
+        async with (
+            await ProtocolClient.connect(gateway.ws_url) as client,
+            await ProtocolClient.connect(gateway.ws_url) as reader,
+        ):
+            await reader.subscribe("pipe")
+            commands = [
+                {"op": "publish", "id": 1, "channel": "pipe", "data": "a"},
+                {"op": "publish", "id": 2, "channel": "bad channel", "data": "x"},
+                {"op": "publish", "id": 3, "channel": "ro:news", "data": "y"},
+                {"op": "publish", "id": 4, "channel": "pipe", "data": "b"},
+                {"op": "ping", "id": 5},
+                {"op": "publish", "id": 6, "channel": "pipe", "data": "c"},
+            ]
+            await client.send("\n".join(orjson.dumps(c).decode() for c in commands))
+            replies = [await client.expect(lambda f, n=n: f.get("id") == n) for n in range(1, 7)]
+            assert [r["op"] for r in replies] == [
+                "published",
+                "error",
+                "error",
+                "published",
+                "pong",
+                "published",
+            ]
+            assert [r.get("code") for r in replies] == [
+                None,
+                "bad_request",
+                "forbidden",
+                None,
+                None,
+                None,
+            ]
+            assert [r["offset"] for r in replies if r["op"] == "published"] == [1, 2, 3]
+            received = await reader.messages(3)
+            assert [m["data"] for m in received] == ["a", "b", "c"]
