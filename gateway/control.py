@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import protocol
+from gateway import activity, protocol
 from gateway.broker.base import BrokerHandler, parse_envelope
 from gateway.errors import DISCONNECTED_BY_SERVER, GatewayError
 from gateway.protocol import StreamPosition
@@ -163,15 +163,21 @@ class ControlPlane:
         return [nodes[node] for node in sorted(nodes)]
 
     def state(self) -> dict[str, Any]:
-        """What this replica announces about itself."""
+        """What this replica announces about itself: counts, readiness and activity."""
         replica = self._replica
         connections = list(replica.connections.values())
+        ready, readiness = replica.readiness()
         return {
             "node": replica.settings.node_id,
             "started_at": replica.started_at,
+            "at": time.time(),
             "connections": len(connections),
             "subscriptions": sum(len(connection.channels) for connection in connections),
             "channels": replica.hub.channel_count,
+            "ready": ready,
+            "readiness": readiness,
+            "totals": activity.totals(replica.stats, replica.hub),
+            "top_channels": activity.top_channels(replica.hub.activity()),
         }
 
     def tap(self, handler: BrokerHandler) -> BrokerHandler:
