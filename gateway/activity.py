@@ -11,6 +11,7 @@ received, so the announcement stays small whatever the number of channels.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections import Counter
 from collections.abc import Iterable
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 TOP_CHANNELS = 10
 """Channels listed per ranking (by subscribers, by publications); at most twice this many."""
+
+RANK_CHUNK = 2000
+"""Channels ranked between two yields to the event loop."""
 
 
 def totals(stats: Stats, hub: Hub) -> dict[str, Any]:
@@ -41,19 +45,40 @@ def totals(stats: Stats, hub: Hub) -> dict[str, Any]:
     }
 
 
-def top_channels(
+async def top_channels(
     activity: Iterable[tuple[str, int, int]], count: int = TOP_CHANNELS
 ) -> list[dict[str, Any]]:
-    """The ``count`` channels with the most subscribers, and those with the most publications.
+    """The ``count`` channels with the most subscribers, and the ``count`` with the most
+    publications (those with any), sorted by subscribers, then publications, then name.
 
-    ``activity`` holds ``(channel, subscribers, messages)``; the result is sorted by
-    subscribers, then messages, then name.
+    ``activity`` holds ``(channel, subscribers, messages)``. Ranking yields to the event
+    loop every `RANK_CHUNK` channels, so a replica holding very many channels never holds
+    fan-out up while it ranks them.
     """
-    channels = list(activity)
-    chosen = set(heapq.nlargest(count, channels, key=lambda row: row[1]))
-    chosen.update(heapq.nlargest(count, channels, key=lambda row: row[2]))
-    ranked = sorted(chosen, key=lambda row: (-row[1], -row[2], row[0]))
+    by_subscribers: list[tuple[int, str, int]] = []
+    by_messages: list[tuple[int, str, int]] = []
+    for seen, (channel, subscribers, messages) in enumerate(activity, 1):
+        if subscribers:
+            _keep(by_subscribers, (subscribers, channel, messages), count)
+        if messages:
+            _keep(by_messages, (messages, channel, subscribers), count)
+        if seen % RANK_CHUNK == 0:
+            await asyncio.sleep(0)
+    chosen = {(channel, subscribers, messages) for subscribers, channel, messages in by_subscribers}
+    chosen.update(
+        (channel, subscribers, messages) for messages, channel, subscribers in by_messages
+    )
     return [
         {"channel": channel, "subscribers": subscribers, "messages": messages}
-        for channel, subscribers, messages in ranked
+        for channel, subscribers, messages in sorted(
+            chosen, key=lambda row: (-row[1], -row[2], row[0])
+        )
     ]
+
+
+def _keep(heap: list[tuple[int, str, int]], entry: tuple[int, str, int], count: int) -> None:
+    """Keep ``entry`` if it is among the ``count`` largest seen (``heap`` is a min-heap)."""
+    if len(heap) < count:
+        heapq.heappush(heap, entry)
+    elif entry > heap[0]:
+        heapq.heapreplace(heap, entry)

@@ -108,8 +108,13 @@ class Hub:
         return list(self._channels)
 
     def activity(self) -> Iterator[tuple[str, int, int]]:
-        """Each channel held here: its local subscribers and the publications it received."""
-        return ((name, len(m.subscribers), m.messages) for name, m in self._channels.items())
+        """Each channel held now: its local subscribers and the publications it received.
+
+        Safe to consume across awaits: it walks a copy of the channel names.
+        """
+        for name in list(self._channels):
+            if (members := self._channels.get(name)) is not None:
+                yield name, len(members.subscribers), members.messages
 
     def position(self, channel: str) -> StreamPosition | None:
         """The last offset dispatched on a history channel held here, with its epoch."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.activity import top_channels, totals
+import asyncio
+
+from gateway.activity import RANK_CHUNK, top_channels, totals
 from gateway.broker.memory import MemoryBroker
 from gateway.hub import Hub
 from gateway.metrics import Stats
@@ -27,19 +29,40 @@ def test_totals_sum_commands_by_result_and_add_the_hubs_bytes() -> None:
     }
 
 
-def test_top_channels_are_the_most_subscribed_and_the_busiest() -> None:
+async def test_top_channels_are_the_most_subscribed_and_the_busiest() -> None:
     activity = [(f"crowd:{n}", 100 + n, 0) for n in range(5)]
     activity += [(f"quiet:{n}", 1, 0) for n in range(50)]
     activity += [("ticker", 1, 10_000), ("feed", 2, 500)]
-    top = top_channels(activity, count=2)
+    top = await top_channels(activity, count=2)
     assert [row["channel"] for row in top] == ["crowd:4", "crowd:3", "feed", "ticker"]
     assert top[0] == {"channel": "crowd:4", "subscribers": 104, "messages": 0}
 
 
-def test_top_channels_list_each_channel_once() -> None:
-    top = top_channels([("both", 10, 10), ("other", 1, 1)], count=1)
+async def test_top_channels_list_each_channel_once() -> None:
+    top = await top_channels([("both", 10, 10), ("other", 1, 1)], count=1)
     assert top == [{"channel": "both", "subscribers": 10, "messages": 10}]
 
 
-def test_no_channels_no_top() -> None:
-    assert top_channels([]) == []
+async def test_idle_channels_are_not_ranked_by_publications() -> None:
+    top = await top_channels([("held", 1, 0), ("joining", 0, 0), ("busy", 0, 3)], count=5)
+    assert [row["channel"] for row in top] == ["held", "busy"]
+
+
+async def test_no_channels_no_top() -> None:
+    assert await top_channels([]) == []
+
+
+async def test_ranking_many_channels_lets_other_tasks_run() -> None:
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    await top_channels((f"c:{n}", n % 7, n % 5) for n in range(5 * RANK_CHUNK))
+    task.cancel()
+    assert turns >= 5

@@ -243,3 +243,14 @@ async def test_activity_counts_each_publication_once_whatever_the_subscribers(
     hub.on_publication("elsewhere", b'{"op":"message"}')
     assert sorted(hub.activity()) == [("busy", 3, 4), ("quiet", 1, 0)]
     assert hub.delivered == 12
+
+
+async def test_activity_can_be_read_while_channels_come_and_go(hub: Hub) -> None:
+    subscriber = FakeSubscriber()
+    for channel in ("a", "b", "c"):
+        await hub.subscribe(channel, subscriber)
+    rows = hub.activity()
+    first = next(rows)
+    hub.unsubscribe("b", subscriber)
+    await hub.subscribe("d", subscriber)
+    assert [first, *rows] == [("a", 1, 0), ("c", 1, 0)]
