@@ -177,6 +177,9 @@ async def test_dashboard_asks_for_the_key_then_shows_replicas_rates_and_channels
         second.kill()
         await expect(rows).to_have_count(1, timeout=TIMEOUT_MS)
         await expect(rows.locator("td.name")).to_have_text([first.node_id])
+        first.kill()
+        await expect(page.locator("#banner")).to_contain_text("Cannot reach the gateway")
+        await expect(page.locator("#state")).to_have_attribute("data-state", "bad")
 
         assert await page.evaluate("sessionStorage.length") == 1
         assert await page.evaluate("localStorage.length") == 0
@@ -204,4 +207,18 @@ async def test_dashboard_works_when_mounted_under_a_prefix(
         await enter_key(page, API_KEY)
         await expect(page.locator("#replicas tr td.name")).to_have_text(["test-node"])
         await expect(page.locator("#replicas tr .pill")).to_have_text("ready")
+        assert errors == []
+
+
+async def test_dashboard_says_when_the_server_api_is_disabled(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with serve_app(create_app(settings_factory())) as port, chromium() as browser:
+        page = await browser.new_page()
+        errors = page_problems(page)
+        await page.goto(f"http://127.0.0.1:{port}/admin")
+        await enter_key(page, API_KEY)
+        await expect(page.locator("#key-error")).to_contain_text("no API key is configured")
+        await expect(page.locator("#key")).to_be_focused()
+        assert await page.evaluate("sessionStorage.length") == 0
         assert errors == []
