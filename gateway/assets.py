@@ -25,8 +25,8 @@ def browser_client() -> str:
     return resources.files("gateway").joinpath("static/gateway.js").read_text("utf-8")
 
 
-def page(name: str) -> str:
-    """An HTML page of ``gateway/static``."""
+def static_text(name: str) -> str:
+    """A text file of ``gateway/static``: a page or the stylesheet the pages share."""
     return resources.files("gateway").joinpath(f"static/{name}").read_text("utf-8")
 
 
@@ -39,14 +39,14 @@ def with_base(html: str, root_path: str) -> str:
 
 def locked_down(html: str) -> dict[str, str]:
     """Response headers for a page that holds a secret: a Content-Security-Policy that
-    allows only the page's own inline script and style (by hash) and requests to its own
-    origin, no framing, no caching, no referrer."""
+    allows only the page's own inline script and style (by hash), stylesheets and requests
+    of its own origin, no framing, no caching, no referrer."""
     script, style = (
         " ".join(f"'sha256-{_digest(body)}'" for body in _INLINE[tag].findall(html))
         for tag in ("script", "style")
     )
     policy = (
-        f"default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; "
+        f"default-src 'none'; script-src {script}; style-src 'self' {style}; connect-src 'self'; "
         "img-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
     )
     return {

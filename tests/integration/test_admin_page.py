@@ -42,7 +42,7 @@ async def test_admin_page_is_served_without_the_key_and_locked_down(
     [script] = re.findall(r"<script[^>]*>(.*?)</script>", response.text, re.DOTALL)
     [style] = re.findall(r"<style[^>]*>(.*?)</style>", response.text, re.DOTALL)
     assert policy["script-src"] == _hash(script)
-    assert policy["style-src"] == _hash(style)
+    assert policy["style-src"] == f"'self' {_hash(style)}"
     assert policy["connect-src"] == "'self'"
     assert policy["form-action"] == "'none'"
     assert policy["frame-ancestors"] == "'none'"
@@ -69,3 +69,17 @@ async def test_admin_page_reads_the_api_relative_to_its_mount(
     assert page.status_code == 200
     assert '<base href="/realtime/">' in page.text
     assert 'new URL("api/info", document.baseURI)' in page.text
+
+
+async def test_both_pages_share_the_theme_stylesheet_under_a_mount(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    host = FastAPI()
+    host.mount("/realtime", create_app(settings_factory()))
+    async with _client(host) as http:
+        pages = [(await http.get(path)).text for path in ("/realtime/", "/realtime/admin")]
+        theme = await http.get("/realtime/theme.css")
+    assert all('<link rel="stylesheet" href="theme.css">' in page for page in pages)
+    assert theme.status_code == 200
+    assert theme.headers["content-type"].startswith("text/css")
+    assert "--accent:" in theme.text
