@@ -86,6 +86,27 @@ class DisconnectResult(BaseModel):
     user: str
 
 
+class NodeTotals(BaseModel):
+    """Counters since the replica started: they only grow, so two readings give rates."""
+
+    published: int = Field(description="Messages published through this replica")
+    delivered: int = Field(description="Messages handed to this replica's clients")
+    received_bytes: int = Field(description="Bytes of frames received from clients")
+    sent_bytes: int = Field(description="Bytes of frames sent to clients")
+    commands: dict[str, int] = Field(description="Commands by result: `ok` or an error code")
+    errors: dict[str, int] = Field(description="`error` frames sent, by code")
+    slow_consumers: int = Field(description="Connections closed with 4008")
+    repairs: int = Field(description="Times a channel's skipped offsets were read from history")
+
+
+class ChannelActivity(BaseModel):
+    channel: str
+    subscribers: int = Field(description="Subscribers on this replica")
+    messages: int = Field(
+        description="Publications this replica received on the channel since it began holding it"
+    )
+
+
 class NodeInfo(BaseModel):
     node: str
     connections: int
@@ -93,6 +114,17 @@ class NodeInfo(BaseModel):
     channels: int = Field(description="Distinct channels held by the replica")
     uptime: float = Field(description="Seconds since the replica started")
     started_at: float = Field(description="Unix time the replica started")
+    at: float | None = Field(
+        default=None, description="Unix time these figures were taken (for rates)"
+    )
+    ready: bool | None = Field(default=None, description="The replica accepts clients")
+    readiness: str | None = Field(default=None, description="`ready`, or why not")
+    totals: NodeTotals | None = None
+    top_channels: list[ChannelActivity] | None = Field(
+        default=None,
+        description="The replica's 10 channels with the most subscribers and its 10 with "
+        "the most publications",
+    )
 
 
 class InfoResult(BaseModel):
@@ -177,9 +209,11 @@ def api_router(replica: Replica) -> APIRouter:
         await _answer(control.disconnect_user(body.user))
         return DisconnectResult(user=body.user)
 
-    @router.get("/info")
+    @router.get("/info", response_model_exclude_none=True)
     async def info() -> InfoResult:
-        """Every live replica with its connections, subscriptions and uptime."""
+        """Every live replica: connections, subscriptions, uptime, readiness, counters
+        since it started, and its top channels. Fields after `started_at` are absent for
+        replicas of versions that do not announce them."""
         nodes = await _answer(control.nodes())
         return InfoResult(nodes=[NodeInfo.model_validate(node) for node in nodes])
 

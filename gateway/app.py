@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -19,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
 from gateway.api import api_router
-from gateway.assets import browser_client
+from gateway.assets import browser_client, locked_down, static_text, with_base
 from gateway.broker import Broker
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
@@ -47,17 +46,31 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
     app.include_router(api_router(replica))
-    demo_page = resources.files("gateway").joinpath("static/index.html").read_text("utf-8")
+    demo_page = static_text("index.html")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def demo(request: Request) -> HTMLResponse:
-        base = request.scope.get("root_path", "").rstrip("/") + "/"
-        return HTMLResponse(demo_page.replace("<head>", f'<head>\n<base href="{base}">', 1))
+        return HTMLResponse(with_base(demo_page, request.scope.get("root_path", "")))
+
+    admin_page = static_text("admin.html")
+    admin_headers = locked_down(admin_page)
+
+    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+    async def admin(request: Request) -> HTMLResponse:
+        """The live dashboard; it asks for the API key and reads ``/api/info`` with it."""
+        html = with_base(admin_page, request.scope.get("root_path", ""))
+        return HTMLResponse(html, headers=admin_headers)
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics of this replica."""
         return PlainTextResponse(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    theme = static_text("theme.css")
+
+    @app.get("/theme.css", include_in_schema=False)
+    async def theme_css() -> Response:
+        return Response(theme, media_type="text/css", headers={"Cache-Control": "no-cache"})
 
     client_script = browser_client()
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway import protocol
+from gateway import activity, protocol
 from gateway.broker.base import BrokerHandler, parse_envelope
 from gateway.errors import DISCONNECTED_BY_SERVER, GatewayError
 from gateway.protocol import StreamPosition
@@ -159,19 +159,26 @@ class ControlPlane:
             with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError, ValueError):
                 nodes[node] = _with_uptime(orjson.loads(state), now)
         node_id = self._replica.settings.node_id
-        nodes[node_id] = _with_uptime(self.state(), now)
+        nodes[node_id] = _with_uptime(await self.state(), now)
         return [nodes[node] for node in sorted(nodes)]
 
-    def state(self) -> dict[str, Any]:
-        """What this replica announces about itself."""
+    async def state(self) -> dict[str, Any]:
+        """What this replica announces about itself: counts, readiness and activity."""
         replica = self._replica
+        top_channels = await activity.top_channels(replica.hub.activity())
         connections = list(replica.connections.values())
+        ready, readiness = replica.readiness()
         return {
             "node": replica.settings.node_id,
             "started_at": replica.started_at,
+            "at": time.time(),
             "connections": len(connections),
             "subscriptions": sum(len(connection.channels) for connection in connections),
             "channels": replica.hub.channel_count,
+            "ready": ready,
+            "readiness": readiness,
+            "totals": activity.totals(replica.stats, replica.hub),
+            "top_channels": top_channels,
         }
 
     def tap(self, handler: BrokerHandler) -> BrokerHandler:
@@ -208,7 +215,8 @@ class ControlPlane:
                     retry = min(retry * 2, self._heartbeat)
             if self._live:
                 with contextlib.suppress(GatewayError):
-                    await broker.register_node(node, orjson.dumps(self.state()), self._ttl)
+                    state = orjson.dumps(await self.state())
+                    await broker.register_node(node, state, self._ttl)
             await asyncio.sleep(self._heartbeat if self._live else retry)
 
 

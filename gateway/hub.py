@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol
 
 from gateway.broker.base import Broker, HistoryPolicy, parse_envelope
@@ -49,11 +49,22 @@ Held = tuple[int, str, bytes]
 class _Members:
     """One channel on this replica: its subscribers and, with history, its position."""
 
-    __slots__ = ("epoch", "held", "history", "last", "pending", "repair", "seeding", "subscribers")
+    __slots__ = (
+        "epoch",
+        "held",
+        "history",
+        "last",
+        "messages",
+        "pending",
+        "repair",
+        "seeding",
+        "subscribers",
+    )
 
     def __init__(self, history: HistoryPolicy | None) -> None:
         self.subscribers: dict[Subscriber, None] = {}
         self.pending = 0
+        self.messages = 0
         self.history = history
         self.epoch = ""
         self.last = 0
@@ -95,6 +106,15 @@ class Hub:
     def channels(self) -> list[str]:
         """Every channel held on this replica."""
         return list(self._channels)
+
+    def activity(self) -> Iterator[tuple[str, int, int]]:
+        """Each channel held now: its local subscribers and the publications it received.
+
+        Safe to consume across awaits: it walks a copy of the channel names.
+        """
+        for name in list(self._channels):
+            if (members := self._channels.get(name)) is not None:
+                yield name, len(members.subscribers), members.messages
 
     def position(self, channel: str) -> StreamPosition | None:
         """The last offset dispatched on a history channel held here, with its epoch."""
@@ -152,6 +172,7 @@ class Hub:
         members = self._channels.get(channel)
         if members is None:
             return
+        members.messages += 1
         offset, epoch, published_at, frame = parse_envelope(envelope)
         if published_at and self._on_latency is not None:
             self._on_latency(max(0.0, time.time() - published_at / 1e6))

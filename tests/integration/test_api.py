@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from gateway.settings import NamespaceOptions, Settings
@@ -264,6 +265,79 @@ async def test_info_lists_this_replica(gateway: LocalGateway, http: httpx.AsyncC
         assert API_KEY not in response.text and SECRET not in response.text
 
 
+async def this_node(http: httpx.AsyncClient) -> dict[str, Any]:
+    response = await http.get("/api/info")
+    assert response.status_code == 200
+    nodes: list[dict[str, Any]] = response.json()["nodes"]
+    assert len(nodes) == 1
+    return nodes[0]
+
+
+async def test_info_reports_readiness_totals_and_top_channels(
+    gateway: LocalGateway, http: httpx.AsyncClient
+) -> None:
+    async with await user(gateway, "alice") as alice, await user(gateway, "bob") as bob:
+        for client in (alice, bob):
+            await client.subscribe("busy")
+        await alice.subscribe("calm")
+        node = await this_node(http)
+    assert (node["ready"], node["readiness"]) == (True, "ready")
+    assert node["at"] >= node["started_at"]
+    assert set(node["totals"]) == {
+        "published",
+        "delivered",
+        "received_bytes",
+        "sent_bytes",
+        "commands",
+        "errors",
+        "slow_consumers",
+        "repairs",
+    }
+    assert node["top_channels"] == [
+        {"channel": "busy", "subscribers": 2, "messages": 0},
+        {"channel": "calm", "subscribers": 1, "messages": 0},
+    ]
+
+
+async def test_info_totals_move_with_a_publish_and_an_error(
+    gateway: LocalGateway, http: httpx.AsyncClient
+) -> None:
+    async with await user(gateway, "alice") as alice, await user(gateway, "bob") as bob:
+        for client in (alice, bob):
+            await client.subscribe("news:today")
+        await alice.subscribe("talk")
+        before = await this_node(http)
+        await http.post("/api/publish", json={"channel": "news:today", "data": "hello"})
+        await alice.publish("talk", "hi")
+        refused = await alice.request("publish", channel="news:today", data="no")
+        assert refused["code"] == "forbidden"
+        await alice.messages(2)
+        await bob.messages(1)
+        after = await this_node(http)
+    was, now = before["totals"], after["totals"]
+    assert now["published"] - was["published"] == 2
+    assert now["delivered"] - was["delivered"] == 3
+    assert now["sent_bytes"] > was["sent_bytes"] and now["received_bytes"] > was["received_bytes"]
+    assert now["commands"]["ok"] - was["commands"]["ok"] == 1
+    assert now["commands"]["forbidden"] - was["commands"].get("forbidden", 0) == 1
+    assert now["errors"]["forbidden"] - was["errors"].get("forbidden", 0) == 1
+    assert after["at"] > before["at"]
+    assert {"channel": "news:today", "subscribers": 2, "messages": 1} in after["top_channels"]
+
+
+async def test_info_lists_a_replica_that_announces_only_the_first_fields(
+    gateway: LocalGateway, http: httpx.AsyncClient
+) -> None:
+    older = {"node": "older", "started_at": 1.0, "connections": 4, "subscriptions": 5}
+    state = orjson.dumps({**older, "channels": 3})
+    await gateway.replica.broker.register_node("older", state, 30)
+    response = await http.get("/api/info")
+    assert response.status_code == 200
+    listed = {node["node"]: node for node in response.json()["nodes"]}
+    assert set(listed["older"]) == {*older, "channels", "uptime"}
+    assert listed["test-node"]["totals"]["published"] == 0
+
+
 async def test_openapi_lists_the_api(gateway: LocalGateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.http_url) as client:
         schema = (await client.get("/openapi.json")).json()
@@ -276,4 +350,8 @@ async def test_openapi_lists_the_api(gateway: LocalGateway) -> None:
             "/api/history/{channel}",
         } <= set(schema["paths"])
         assert "HTTPBearer" in schema["components"]["securitySchemes"]
+        models = schema["components"]["schemas"]
+        assert {"ready", "totals", "top_channels"} <= set(models["NodeInfo"]["properties"])
+        assert not {"ready", "totals", "top_channels"} & set(models["NodeInfo"]["required"])
+        assert models["NodeTotals"]["properties"]["delivered"]["description"]
         assert (await client.get("/docs")).status_code == 200

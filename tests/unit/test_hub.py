@@ -230,3 +230,27 @@ async def test_publications_during_seeding_are_held_then_released(
     assert position is not None and position.offset == 1
     await publish(broker, "h", 1)
     assert offsets(subscriber) == [2]
+
+
+async def test_activity_counts_each_publication_once_whatever_the_subscribers(
+    hub: Hub, broker: RecordingBroker
+) -> None:
+    for subscriber in (FakeSubscriber(), FakeSubscriber(), FakeSubscriber()):
+        await hub.subscribe("busy", subscriber)
+    await hub.subscribe("quiet", FakeSubscriber())
+    for _ in range(4):
+        hub.on_publication("busy", b'{"op":"message"}')
+    hub.on_publication("elsewhere", b'{"op":"message"}')
+    assert sorted(hub.activity()) == [("busy", 3, 4), ("quiet", 1, 0)]
+    assert hub.delivered == 12
+
+
+async def test_activity_can_be_read_while_channels_come_and_go(hub: Hub) -> None:
+    subscriber = FakeSubscriber()
+    for channel in ("a", "b", "c"):
+        await hub.subscribe(channel, subscriber)
+    rows = hub.activity()
+    first = next(rows)
+    hub.unsubscribe("b", subscriber)
+    await hub.subscribe("d", subscriber)
+    assert [first, *rows] == [("a", 1, 0), ("c", 1, 0)]
