@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -10,6 +11,24 @@ from pathlib import Path
 import redis
 
 from tests.support.net import free_port, wait_until_sync
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) is valid and free as well."""
+    for _ in range(100):
+        port = free_port()
+        if port <= 55535 and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class RedisCluster:
@@ -20,7 +39,7 @@ class RedisCluster:
         if server is None or cli is None:
             raise RuntimeError("redis-server and redis-cli are needed (apt-get install redis)")
         self.server, self.cli = server, cli
-        self.ports = [free_port() for _ in range(masters)]
+        self.ports = [_cluster_port() for _ in range(masters)]
         self.dir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
         self.processes: list[subprocess.Popen[bytes]] = []
 
