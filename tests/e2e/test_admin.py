@@ -29,6 +29,8 @@ API_KEY = "admin-e2e-key-0123456789abcdef0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 TIMEOUT_MS = 15_000
 TICKS_PER_SECOND = 20
+TICK_SECONDS = 1 / TICKS_PER_SECOND
+"""Pace of the background publisher (traffic for the dashboard, not synchronisation)."""
 MAX_TICKS = 400
 POSITIVE = re.compile(r"^(?!0$)\d")
 _prefixes = itertools.count()
@@ -64,7 +66,7 @@ async def ticker(publisher: ProtocolClient, channel: str) -> AsyncIterator[None]
     async def run() -> None:
         for tick in range(MAX_TICKS):
             await publisher.publish(channel, {"tick": tick})
-            await asyncio.sleep(1 / TICKS_PER_SECOND)
+            await asyncio.sleep(TICK_SECONDS)
 
     task = asyncio.create_task(run())
     try:
