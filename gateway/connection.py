@@ -330,33 +330,21 @@ class ProtocolConnection(Connection):
 
     async def _settle(self) -> None:
         """Send the held-back replies in order, waiting for each publication's outcome."""
-        pending = self._pending
-        if pending is None:
-            return
+        pending, self._pending = self._pending, None
         counts = self.replica.stats.commands
-        while pending:
-            item = pending.pop(0)
+        for item in pending or ():
             if isinstance(item, bytes):
-                super().send(item)
+                self.send(item)
                 continue
             command, future = item
             try:
                 position = await future
             except GatewayError as error:
                 counts["publish", error.code.value] += 1
-                super().send(protocol.error(error.with_id(command.id)))
-                self.replica.stats.errors[error.code.value] += 1
+                self.send_error(error.with_id(command.id))
             else:
                 counts["publish", "ok"] += 1
-                super().send(published(command, position))
-        self._pending = None
-
-    def on_binary(self) -> None:
-        if not self.guard.admit(None):
-            return
-        self.send_error(
-            GatewayError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send text")
-        )
+                self.send(published(command, position))
 
 
 class PlainTextConnection(Connection):
@@ -405,19 +393,18 @@ class PlainTextConnection(Connection):
         return self.outbox.offer(plain)
 
 
+_CLOSE_FOR_ERROR = {
+    ErrorCode.UNAVAILABLE: BROKER_UNAVAILABLE,
+    ErrorCode.FORBIDDEN: FORBIDDEN,
+    ErrorCode.UNAUTHORIZED: UNAUTHORIZED,
+    ErrorCode.RATE_LIMITED: TOO_MANY_REQUESTS,
+    ErrorCode.TOO_LARGE: MESSAGE_TOO_BIG,
+}
+
+
 def disconnect_for(error: GatewayError) -> Disconnect:
     """How a connection that cannot answer with an `error` frame closes on a failure."""
-    if error.code is ErrorCode.UNAVAILABLE:
-        return BROKER_UNAVAILABLE
-    if error.code is ErrorCode.FORBIDDEN:
-        return FORBIDDEN
-    if error.code is ErrorCode.UNAUTHORIZED:
-        return UNAUTHORIZED
-    if error.code is ErrorCode.RATE_LIMITED:
-        return TOO_MANY_REQUESTS
-    if error.code is ErrorCode.TOO_LARGE:
-        return MESSAGE_TOO_BIG
-    return INTERNAL_ERROR
+    return _CLOSE_FOR_ERROR.get(error.code, INTERNAL_ERROR)
 
 
 def plain_text_of(payload: bytes) -> Outgoing | None:
