@@ -153,7 +153,8 @@ class Commands:
         connection.send(protocol.reply("unsubscribed", command.id, channel=command.channel))
 
     async def publish(self, connection: Connection, command: Publish) -> None:
-        position = await self.start_publish(connection, command)
+        head = protocol.message_head(command.channel, command.data, connection.id, connection.user)
+        position = await self.publish_frame(connection, command.channel, head)
         connection.send(published(command, position))
 
     def start_publish(
@@ -176,7 +177,9 @@ class Commands:
             GatewayError: as `publish_frame_soon`, or `unavailable` when the broker did
                 not accept it.
         """
-        return await self.publish_frame_soon(connection, channel, head)
+        options = self.namespace(channel)
+        connection.guard.check_publish(channel, options, channel in connection.channels)
+        return await self._replica.publish(channel, head, options)
 
     def publish_frame_soon(
         self, connection: Connection, channel: str, head: bytes

@@ -278,14 +278,15 @@ class ProtocolConnection(Connection):
 
         Consecutive `publish` commands do not wait for one another: they go to the broker
         together (one round trip) and their replies follow in order; any other command
-        first waits for them. A client that sends commands faster than it reads the
-        replies is slowed down (its next command waits for its queue to drain) rather
-        than disconnected.
+        first waits for them. A lone `publish` goes at once. A client that sends commands
+        faster than it reads the replies is slowed down (its next command waits for its
+        queue to drain) rather than disconnected.
         """
         commands = self.replica.commands
         counts = self.replica.stats.commands
         budget = self.replica.settings.max_queue // 2
-        for command in protocol.parse(text):
+        frame = protocol.parse(text)
+        for index, command in enumerate(frame):
             pending = self._pending
             if pending is not None and (
                 not isinstance(command, Publish) or len(pending) >= PIPELINED_PUBLISHES
@@ -301,7 +302,10 @@ class ProtocolConnection(Connection):
                 counts["invalid", command.code.value] += 1
                 self.send_error(command)
                 continue
-            if isinstance(command, Publish):
+            if isinstance(command, Publish) and (
+                self._pending is not None
+                or (index + 1 < len(frame) and isinstance(frame[index + 1], Publish))
+            ):
                 self._start_publish(command)
                 continue
             op = protocol.op_of(command)
@@ -345,6 +349,13 @@ class ProtocolConnection(Connection):
             else:
                 counts["publish", "ok"] += 1
                 self.send(published(command, position))
+
+    def on_binary(self) -> None:
+        if not self.guard.admit(None):
+            return
+        self.send_error(
+            GatewayError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send text")
+        )
 
 
 class PlainTextConnection(Connection):

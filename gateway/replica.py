@@ -123,9 +123,7 @@ class Replica:
         Raises:
             GatewayError: `too_large` over the size limit.
         """
-        limit = self.settings.max_message_bytes
-        if len(head) + POSITION_BYTES > limit:
-            raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {limit} bytes")
+        self._check_size(head)
         future = self.broker.publish_soon(channel, head, history_policy(options))
         future.add_done_callback(functools.partial(self._published, time.perf_counter()))
         return future
@@ -133,8 +131,23 @@ class Replica:
     async def publish(
         self, channel: str, head: bytes, options: NamespaceOptions
     ) -> StreamPosition | None:
-        """`publish_soon`, awaited."""
-        return await self.publish_soon(channel, head, options)
+        """One publication on its own, sent at once (see `publish_soon`).
+
+        Raises:
+            GatewayError: `too_large` over the size limit, `unavailable` when the broker
+                did not accept it.
+        """
+        self._check_size(head)
+        started = time.perf_counter()
+        position = await self.broker.publish(channel, head, history_policy(options))
+        self.stats.published += 1
+        self._publish_roundtrip.observe(time.perf_counter() - started)
+        return position
+
+    def _check_size(self, head: bytes) -> None:
+        limit = self.settings.max_message_bytes
+        if len(head) + POSITION_BYTES > limit:
+            raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {limit} bytes")
 
     def _published(self, started: float, future: asyncio.Future[StreamPosition | None]) -> None:
         if not future.cancelled() and future.exception() is None:

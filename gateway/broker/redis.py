@@ -22,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from gateway import protocol
@@ -246,7 +246,10 @@ class RedisBroker:
     async def publish(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> StreamPosition | None:
-        return await self.publish_soon(channel, head, history)
+        """One publication on its own, without waiting for the end of the loop pass."""
+        item = _Publication(channel, head, history, None)
+        [result] = await self._round_trip([item])
+        return _position(item, result)
 
     def _send_outgoing(self) -> None:
         self._send_scheduled = False
@@ -256,6 +259,25 @@ class RedisBroker:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[_Publication]) -> None:
+        try:
+            results = await self._round_trip(batch)
+        except GatewayError as error:
+            results = [error] * len(batch)
+        for item, result in zip(batch, results, strict=True):
+            future = item.future
+            if future is None or future.done():
+                continue
+            try:
+                future.set_result(_position(item, result))
+            except GatewayError as error:
+                future.set_exception(error)
+
+    async def _round_trip(self, batch: list[_Publication]) -> list[Any]:
+        """Send publications to Redis; one result (or error) each, in order.
+
+        Raises:
+            GatewayError: `unavailable` when Redis could not be reached.
+        """
         try:
             results = await self._pipeline(batch)
             unloaded = [
@@ -267,51 +289,44 @@ class RedisBroker:
                 again = await self._pipeline([batch[index] for index in unloaded])
                 for index, result in zip(unloaded, again, strict=True):
                     results[index] = result
-        except (RedisError, OSError, GatewayError) as exc:
+        except (RedisError, OSError) as exc:
             log.warning("broker.publish_failed count=%d error=%r", len(batch), exc)
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(_unavailable("the broker did not accept it"))
-            return
-        for item, result in zip(batch, results, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(result, Exception):
-                log.warning("broker.publish_failed channel=%s error=%r", item.channel, result)
-                item.future.set_exception(_unavailable("the broker did not accept it"))
-            elif item.history is None:
-                item.future.set_result(None)
-            else:
-                top, epoch = result
-                item.future.set_result(StreamPosition(int(top), epoch.decode()))
+            raise _unavailable("the broker did not accept the publication") from None
+        return results
 
     async def _pipeline(self, batch: list[_Publication]) -> list[Any]:
-        """Send publications in one pipeline; results (or errors) in the same order."""
+        """Send publications, in one pipeline when there are several; results (or errors)
+        in the same order."""
         commands = self._connected()
-        publish = "SPUBLISH" if self._cluster else "PUBLISH"
-        keys = self._keys
+        if len(batch) == 1:
+            try:
+                return [await commands.execute_command(*self._publish_command(batch[0]))]
+            except ResponseError as error:
+                return [error]
         async with commands.pipeline(transaction=False) as pipe:
             for item in batch:
-                topic = keys.topic(item.channel)
-                if item.history is None:
-                    frame = envelope(protocol.close_message(item.head), None, now_us())
-                    pipe.execute_command(publish, topic, frame)
-                else:
-                    pipe.execute_command(
-                        "EVALSHA",
-                        self._publish_script.sha,
-                        2,
-                        keys.meta(item.channel),
-                        keys.stream(item.channel),
-                        item.head,
-                        item.history.size,
-                        _ms(item.history.ttl),
-                        new_epoch(),
-                        topic,
-                        publish,
-                        now_us(),
-                    )
+                pipe.execute_command(*self._publish_command(item))
             return list(await pipe.execute(raise_on_error=False))
+
+    def _publish_command(self, item: _Publication) -> tuple[Any, ...]:
+        publish = "SPUBLISH" if self._cluster else "PUBLISH"
+        topic = self._keys.topic(item.channel)
+        if item.history is None:
+            return publish, topic, envelope(protocol.close_message(item.head), None, now_us())
+        return (
+            "EVALSHA",
+            self._publish_script.sha,
+            2,
+            self._keys.meta(item.channel),
+            self._keys.stream(item.channel),
+            item.head,
+            item.history.size,
+            _ms(item.history.ttl),
+            new_epoch(),
+            topic,
+            publish,
+            now_us(),
+        )
 
     async def read_history(
         self,
@@ -447,7 +462,22 @@ class _Publication:
     channel: str
     head: bytes
     history: HistoryPolicy | None
-    future: asyncio.Future[StreamPosition | None]
+    future: asyncio.Future[StreamPosition | None] | None
+
+
+def _position(item: _Publication, result: Any) -> StreamPosition | None:
+    """A publication's position from its Redis reply.
+
+    Raises:
+        GatewayError: `unavailable` when the reply is an error.
+    """
+    if isinstance(result, Exception):
+        log.warning("broker.publish_failed channel=%s error=%r", item.channel, result)
+        raise _unavailable("the broker did not accept the publication")
+    if item.history is None:
+        return None
+    top, epoch = result
+    return StreamPosition(int(top), epoch.decode())
 
 
 def _unavailable(message: str) -> GatewayError:
