@@ -103,10 +103,6 @@ class Hub:
         members = self._channels.get(channel)
         return len(members.subscribers) if members else 0
 
-    def channels(self) -> list[str]:
-        """Every channel held on this replica."""
-        return list(self._channels)
-
     def activity(self) -> Iterator[tuple[str, int, int]]:
         """Each channel held now: its local subscribers and the publications it received.
 

@@ -105,10 +105,6 @@ class Listener:
         """True when ``channel`` is wanted here (live or on its way)."""
         return channel in self._wanted
 
-    def channels(self) -> list[str]:
-        """Every channel wanted here."""
-        return list(self._wanted)
-
     def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name=f"listener-{self.name}")
 
