@@ -48,6 +48,14 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
+        """Start the nodes and join them; on any failure, nothing is left running."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         for port in self.ports:
             node_dir = self.dir / str(port)
             node_dir.mkdir()
