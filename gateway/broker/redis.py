@@ -40,6 +40,7 @@ from gateway.broker.keys import KeySpace
 from gateway.broker.listener import CLASSIC, SHARDED, Dialect, Listener, ListenerEvents
 from gateway.errors import ErrorCode, GatewayError
 from gateway.protocol import StreamPosition
+from gateway.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class RedisBroker:
             self._layout = asyncio.create_task(self._learn_layout(), name="redis-cluster-layout")
         else:
             self._commands = Redis.from_url(self._url, **options)
-            self._add_listener(_redact(self._url), CLASSIC, None)
+            self._add_listener(redact_url(self._url), CLASSIC, None)
         self._publish_script = self._commands.register_script(scripts.PUBLISH_WITH_HISTORY)
         self._read_script = self._commands.register_script(scripts.READ_HISTORY)
         self._presence_add_script = self._commands.register_script(scripts.PRESENCE_ADD)
@@ -490,16 +491,6 @@ def _ms(seconds: float) -> int:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
 
 
 _: type[Broker] = RedisBroker
