@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +29,10 @@ DIRECT_EXTENSION = "gateway.direct"
 CLOSE_DEADLINE = 5.0
 """Seconds a peer has to answer a server-initiated close before its TCP connection is dropped
 (less when 3 ping intervals are shorter)."""
+
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+"""SO_LINGER on, with a zero timeout: closing the socket resets the connection."""
 
 
 class _Inbox:
@@ -102,9 +108,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     And it drops peers that stop reading. uvicorn ends a connection with
     ``transport.close()``, which waits until the write buffer has drained: a peer that
     no longer reads (a zero TCP window) never lets it finish, and the connection with
-    everything it buffered stays forever, unanswered pings included. Here every close
-    that has not completed within `close_deadline` (and a ping left unanswered for
-    uvicorn's ping timeout) aborts the TCP connection, which frees its buffers.
+    everything it buffered stays forever, unanswered pings included. Here a ping left
+    unanswered for uvicorn's ping timeout, and every close that has not completed within
+    `close_deadline`, abort the TCP connection, which frees its buffers.
     """
 
     paused = False
@@ -141,7 +147,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         elif message["type"] == "websocket.close" and self.close_timer is not None:
             # uvicorn's own close timer only calls transport.close(): abort instead
             self.close_timer.cancel()
-            self.close_timer = self.loop.call_later(self.close_deadline, self.transport.abort)
+            self.close_timer = self.loop.call_later(self.close_deadline, self.abort)
 
     def handle_close(self, event: Any) -> None:
         super().handle_close(event)
@@ -152,9 +158,13 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.abort_if_lingering()
 
     def keepalive_timeout(self) -> None:
-        """The peer left a ping unanswered for the ping timeout: it is gone or not reading."""
+        """The peer left a ping unanswered for the ping timeout: it is gone or does not
+        read. Abort at once: a close would wait for buffers (ours, or the kernel's) that
+        such a peer never drains."""
+        closing = self.close_sent or self.transport.is_closing()
         super().keepalive_timeout()
-        self.abort_if_lingering(0)
+        if not closing:
+            self.abort()
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -170,19 +180,24 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if linger is not None:
             linger.cancel()
 
-    def abort_if_lingering(self, delay: float | None = None) -> None:
-        """If the transport is closing with data still buffered, abort it after ``delay``
-        seconds (`close_deadline` by default) unless the buffer drains first."""
+    def abort_if_lingering(self) -> None:
+        """If the transport is closing with data still buffered, abort it after
+        `close_deadline` seconds unless the buffer drains first."""
         transport = self.transport
         if transport is None or self.linger is not None or self.disconnected:
             return
-        if not transport.is_closing() or not transport.get_write_buffer_size():
-            return
-        if delay == 0:
-            transport.abort()
-            return
-        wait = self.close_deadline if delay is None else delay
-        self.linger = self.loop.call_later(wait, transport.abort)
+        if transport.is_closing() and transport.get_write_buffer_size():
+            self.linger = self.loop.call_later(self.close_deadline, self.abort)
+
+    def abort(self) -> None:
+        """Drop the TCP connection with a reset, discarding what is buffered, ours and the
+        kernel's (a plain close would still wait, in the kernel, for the peer to read)."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and not self.disconnected:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        transport.abort()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -222,7 +237,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_deadline, self.transport.abort)
+        self.close_timer = self.loop.call_later(self.close_deadline, self.abort)
 
 
 class DirectSink:

@@ -19,6 +19,8 @@ class RawWebSocket:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        """The client's local port (the server's remote port)."""
 
     @classmethod
     def connect(
@@ -98,3 +100,24 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+_TIME_WAIT = "06"
+
+
+def server_side_open(server_port: int, client_port: int) -> bool:
+    """Whether the server's end of the loopback connection from ``client_port`` still
+    exists (in any state but TIME_WAIT), from ``/proc/net/tcp``: a connection the server
+    closed while its send buffer could not drain stays, in FIN_WAIT1 or ESTABLISHED."""
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if (
+                int(local.split(":")[1], 16) == server_port
+                and int(remote.split(":")[1], 16) == client_port
+                and state != _TIME_WAIT
+            ):
+                return True
+    return False
