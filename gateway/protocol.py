@@ -291,7 +291,7 @@ def message_head(channel: str, data: Any, client: str | None, user: str | None) 
     except orjson.JSONEncodeError as exc:
         raise GatewayError(
             ErrorCode.BAD_REQUEST,
-            f"data cannot be encoded ({exc}): at most 254 levels of nesting, 64-bit integers",
+            f"data cannot be encoded ({exc}): it may nest 253 levels, integers 64 bits",
         ) from None
 
 
