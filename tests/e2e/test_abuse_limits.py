@@ -42,8 +42,9 @@ def command(op: str, **fields: Any) -> str:
     return orjson.dumps({"op": op, **fields}).decode()
 
 
-def scrape(replica: GatewayProcess) -> Samples:
-    response = httpx.get(f"{replica.http_url}/metrics", timeout=5)
+async def scrape(replica: GatewayProcess) -> Samples:
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.get(f"{replica.http_url}/metrics")
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -55,12 +56,27 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def slow_consumers(replica: GatewayProcess) -> float:
-    return value(scrape(replica), "gateway_slow_consumers_total")
+async def slow_consumers(replica: GatewayProcess) -> float:
+    return value(await scrape(replica), "gateway_slow_consumers_total")
 
 
-def connections(replica: GatewayProcess) -> float:
-    return value(scrape(replica), "gateway_connections")
+async def connections(replica: GatewayProcess) -> float:
+    return value(await scrape(replica), "gateway_connections")
+
+
+async def subscriptions(replica: GatewayProcess) -> float:
+    return value(await scrape(replica), "gateway_subscriptions")
+
+
+async def api_history(
+    replica: GatewayProcess, channel: str, offset: int, epoch: str
+) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return await http.get(
+            f"{replica.http_url}/api/history/{channel}",
+            params={"since": str(offset), "epoch": epoch},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
 
 
 def publish_nested(command_id: int, channel: str, depth: int) -> str:
@@ -128,7 +144,7 @@ async def test_a_history_flood_that_is_never_read_is_dropped_in_bounded_memory(
     assert replica.process is not None
     pid = replica.process.pid
     await neighbour.subscribe("steady:flood")
-    slow_before = slow_consumers(replica)
+    slow_before = await slow_consumers(replica)
     async with await ProtocolClient.connect(replica.ws_url) as writer:
         base = rss_bytes(pid)
         attacker = RawWebSocket.connect(replica.port)
@@ -152,7 +168,7 @@ async def test_a_history_flood_that_is_never_read_is_dropped_in_bounded_memory(
         print(f"flood: {sent} history commands; RSS {base >> 20} -> peak {peak >> 20} MiB")
         assert peak - base < RSS_BOUND, f"RSS rose by {(peak - base) >> 20} MiB"
         assert not server_side_open(replica.port, attacker.port), "the attacker is still served"
-        assert slow_consumers(replica) - slow_before == 1
+        assert await slow_consumers(replica) - slow_before == 1
         attacker.close()
         received = await neighbour.messages(published, channel="steady:flood")
         assert [message["data"] for message in received] == list(range(published))
@@ -163,9 +179,16 @@ async def test_a_peer_that_stops_reading_is_aborted_within_three_ping_intervals(
 ) -> None:
     """Its pings go unanswered while a reply it never reads fills the socket's buffers:
     the connection and all it buffered are dropped, not kept for good."""
-    opened = connections(replica)
+    opened = await connections(replica)
     attacker = RawWebSocket.connect(replica.port)
-    await wait_until(lambda: connections(replica) == opened + 1, 5, "the attacker's connection")
+
+    async def attacker_counted() -> bool:
+        return await connections(replica) == opened + 1
+
+    async def attacker_gone() -> bool:
+        return await connections(replica) == opened
+
+    await wait_until(attacker_counted, 5, "the attacker's connection")
     assert attacker.send_text(command("history", id=1, channel=big_history))
     started = time.monotonic()
     try:
@@ -177,7 +200,7 @@ async def test_a_peer_that_stops_reading_is_aborted_within_three_ping_intervals(
     finally:
         attacker.close()
     assert time.monotonic() - started < 3 * PING + 3
-    await wait_until(lambda: connections(replica) == opened, 5, "the connection to be freed")
+    await wait_until(attacker_gone, 5, "the connection to be freed")
 
 
 async def test_a_subscriber_that_stops_reading_is_closed_once_its_queue_passes_its_bytes(
@@ -187,21 +210,22 @@ async def test_a_subscriber_that_stops_reading_is_closed_once_its_queue_passes_i
     far more than `max_queue_bytes` (4 MiB): the subscriber that does not read gets 4008."""
     channel = "fan:big"
     await neighbour.subscribe(channel)
-    slow_before = slow_consumers(replica)
-    subscriptions = value(scrape(replica), "gateway_subscriptions")
+    slow_before = await slow_consumers(replica)
+    subscribed = await subscriptions(replica)
     attacker = RawWebSocket.connect(replica.port)
+
+    async def attacker_subscribed() -> bool:
+        return await subscriptions(replica) == subscribed + 1
+
+    async def attacker_closed() -> bool:
+        return await slow_consumers(replica) - slow_before == 1
+
     try:
         assert attacker.send_text(command("subscribe", id=1, channel=channel))
-        await wait_until(
-            lambda: value(scrape(replica), "gateway_subscriptions") == subscriptions + 1,
-            5,
-            "the attacker's subscription",
-        )
+        await wait_until(attacker_subscribed, 5, "the attacker's subscription")
         async with await ProtocolClient.connect(replica.ws_url) as publisher:
             await publish_big(publisher, channel, 300)
-        await wait_until(
-            lambda: slow_consumers(replica) - slow_before == 1, 10, "the attacker's 4008"
-        )
+        await wait_until(attacker_closed, 10, "the attacker's 4008")
         received = await neighbour.messages(300, channel=channel, timeout=30)
         assert [message["data"]["n"] for message in received] == list(range(300))
     finally:
@@ -247,18 +271,17 @@ async def test_each_message_is_its_own_frame_on_the_plain_text_endpoint(
     replica: GatewayProcess,
 ) -> None:
     channel = "plain:frames"
-    subscriptions = value(scrape(replica), "gateway_subscriptions")
+    subscribed = await subscriptions(replica)
+
+    async def plain_subscribed() -> bool:
+        return await subscriptions(replica) == subscribed + 1
+
     async with connect(f"{replica.plain_url}?channel={channel}") as plain:
-        await wait_until(
-            lambda: value(scrape(replica), "gateway_subscriptions") == subscriptions + 1,
-            5,
-            "the plain-text client's subscription",
-        )
+        await wait_until(plain_subscribed, 5, "the plain-text client's subscription")
         async with await ProtocolClient.connect(replica.ws_url) as publisher:
             texts = ["one\ntwo", "three", "four", '{"five":5}']
             batch = [
-                command("publish", id=n, channel=channel, data=text)
-                for n, text in enumerate(texts)
+                command("publish", id=n, channel=channel, data=text) for n, text in enumerate(texts)
             ]
             await publisher.send("\n".join(batch))
             frames = [await asyncio.wait_for(plain.recv(), 5) for _ in texts]
@@ -286,14 +309,9 @@ async def test_offsets_from_2_63_are_bad_request_on_redis(
             await client.send(with_since(op, op, channel, offset, epoch))
             reply = await client.expect(lambda f, op=op: f.get("id") == op)
             assert reply["op"] == "error" and reply["code"] == "bad_request", (op, reply)
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    response = httpx.get(
-        f"{redis_replica.http_url}/api/history/{channel}",
-        params={"since": str(offset), "epoch": epoch},
-        headers=headers,
-    )
+    response = await api_history(redis_replica, channel, offset, epoch)
     assert response.status_code == 422 and "since" in response.text
-    assert_no_broker_error(redis_replica)
+    await assert_no_broker_error(redis_replica)
 
 
 @pytest.mark.parametrize("offset", [2**53 + 1, 2**63 - 513, 2**63 - 512, 2**63 - 1])
@@ -311,18 +329,13 @@ async def test_offsets_below_2_63_beyond_the_channel_are_bad_request_on_redis(
         assert "beyond the channel's latest offset" in reply["message"]
         subscribed = await client.subscribe(channel, since=since)
         assert subscribed["recovered"] is False
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    response = httpx.get(
-        f"{redis_replica.http_url}/api/history/{channel}",
-        params={"since": str(offset), "epoch": epoch},
-        headers=headers,
-    )
+    response = await api_history(redis_replica, channel, offset, epoch)
     assert response.status_code == 400, response.text
-    assert_no_broker_error(redis_replica)
+    await assert_no_broker_error(redis_replica)
 
 
-def assert_no_broker_error(replica: GatewayProcess) -> None:
-    samples = scrape(replica)
+async def assert_no_broker_error(replica: GatewayProcess) -> None:
+    samples = await scrape(replica)
     assert value(samples, "gateway_errors_total", code="unavailable") == 0
     for op in ("history", "subscribe"):
         assert value(samples, "gateway_commands_total", op=op, result="unavailable") == 0

@@ -135,7 +135,7 @@ class Batch:
 
     def frame(self, first_id: int) -> tuple[str, list[int]]:
         ids = list(range(first_id, first_id + len(self.commands)))
-        lines = [_json({**command, "id": n}) for command, n in zip(self.commands, ids)]
+        lines = [_json({**command, "id": n}) for command, n in zip(self.commands, ids, strict=True)]
         return _with_deep_data("\n".join(lines)), ids
 
 

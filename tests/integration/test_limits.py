@@ -167,9 +167,7 @@ async def test_a_client_whose_queue_never_drains_is_closed_within_a_ping_interva
                 for n in range(3)
             )
             assert await asyncio.to_thread(attacker.send_text, batch)
-            pings = "\n".join(
-                orjson.dumps({"op": "ping", "id": n}).decode() for n in range(3, 40)
-            )
+            pings = "\n".join(orjson.dumps({"op": "ping", "id": n}).decode() for n in range(3, 40))
             started = time.monotonic()
             assert await asyncio.to_thread(attacker.send_text, pings)
             await wait_until(lambda: replica.stats.slow_consumers == 1, 2 * ping + 3, "4008")

@@ -28,7 +28,8 @@ async def broker_with(sizes: list[int], channel: str = "c") -> MemoryBroker:
     broker = MemoryBroker()
     await broker.start(_Ignore())
     for size in sizes:
-        await broker.publish(channel, protocol.message_head(channel, "x" * size, None, None), POLICY)
+        head = protocol.message_head(channel, "x" * size, None, None)
+        await broker.publish(channel, head, POLICY)
     return broker
 
 
@@ -138,4 +139,3 @@ def test_paging_until_not_more_gives_every_matching_message_once_in_order(
 
     got, expected = asyncio.run(page_through())
     assert got == expected
-

@@ -90,7 +90,7 @@ def test_publish_accepts_null_data() -> None:
             bad("since.offset must be a non-negative integer below 2^63", 1),
         ),
         (
-            '{"op":"history","id":1,"channel":"c","since":{"offset":%d,"epoch":"e"}}' % 2**63,
+            f'{{"op":"history","id":1,"channel":"c","since":{{"offset":{2**63},"epoch":"e"}}}}',
             bad("since.offset must be a non-negative integer below 2^63", 1),
         ),
         (
