@@ -36,10 +36,12 @@ class Outgoing:
     Built once per publication per replica and shared by every local subscriber.
     """
 
-    __slots__ = ("frame", "offset", "payload", "plain")
+    __slots__ = ("frame", "offset", "payload", "plain", "size")
 
     def __init__(self, payload: bytes, offset: int = 0) -> None:
         self.payload = payload
+        self.size = len(payload)
+        """The payload's bytes, counted once for every queue it may wait in."""
         self.frame = text_frame(payload)
         self.offset = offset
         """The message's offset on a channel with history; 0 otherwise."""
@@ -166,24 +168,23 @@ class Outbox:
         """Write, defer or queue ``item``; False when the queue is full (a slow client)."""
         queue = self._queue
         if queue:
-            payload = item.payload
-            size = self._bytes + len(payload)
-            if len(queue) >= self._limit or size > self._byte_limit:
+            size = self._bytes + item.size
+            if size > self._byte_limit or len(queue) >= self._limit:
                 return False
-            queue.append(payload)
+            queue.append(item.payload)
             self._bytes = size
             return True
         if self._closed:
             return True
         passes = self._passes
         if self._written_in == passes.current:
-            self._enqueue(item.payload)
+            self._enqueue(item)
             passes.defer(self)
             return True
         if self._sink.try_write(item.frame):
             self._written_in = passes.touch()
             return True
-        self._enqueue(item.payload)
+        self._enqueue(item)
         self._start_writer()
         return True
 
@@ -232,11 +233,11 @@ class Outbox:
             await asyncio.gather(writer, return_exceptions=True)
         self._wake_room()
 
-    def _enqueue(self, payload: bytes) -> None:
+    def _enqueue(self, item: Outgoing) -> None:
         if self._queue is None:
             self._queue = deque()
-        self._queue.append(payload)
-        self._bytes += len(payload)
+        self._queue.append(item.payload)
+        self._bytes += item.size
 
     def _start_writer(self) -> None:
         if self._writer is None:

@@ -56,7 +56,7 @@ class RecoveryBuffer:
         self.messages: list[Outgoing] = []
 
     def deliver(self, message: Outgoing) -> bool:
-        size = self._bytes + len(message.payload)
+        size = self._bytes + message.size
         if len(self.messages) >= self._limit or size > self._byte_limit:
             return False
         self.messages.append(message)
