@@ -191,7 +191,9 @@ def test_replay_refuses_install_steps_in_the_last_stage(tmp_path: Path) -> None:
 
 def test_replay_reports_a_failing_step(tmp_path: Path) -> None:
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("FROM python:3.11 AS build\nWORKDIR /src\nCOPY . ./\nRUN test -f x\nFROM x\n")
+    dockerfile.write_text(
+        "FROM python:3.11 AS build\nWORKDIR /src\nCOPY . ./\nRUN test -f x\nFROM x\n"
+    )
     (tmp_path / "context").mkdir()
     with pytest.raises(ReplayError, match="line 4: RUN test -f x\nexit status 1"):
         replay(dockerfile, tmp_path / "context", tmp_path / "root")
