@@ -1,7 +1,8 @@
 """The gateway image's file system, rebuilt without a Docker engine.
 
 `build_context` copies what ``.dockerignore`` admits, matched by the Docker SDK's
-`PatternMatcher` (the SDK's port of the Docker engine's matcher). `replay` then runs the
+`PatternMatcher` (the SDK's port of the Docker engine's matcher; unlike the engine on
+Linux it ignores case, which the project's patterns do not rely on). `replay` then runs the
 Dockerfile's stages, parsed by `dockerfile_parse`, under a directory that stands for the
 image's ``/``: each ``WORKDIR``, ``COPY`` and ``RUN`` of the build stages as written, with
 the image's own paths (``/opt/gateway``, ``/src``: those the Dockerfile creates) moved
