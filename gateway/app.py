@@ -1,20 +1,23 @@
 """The FastAPI application: routes and lifespan wired to a `Replica`. No logic of its own.
 
-Run on its own (``gateway serve``), or mounted into an existing app::
+Run on its own (``gateway serve``), or mounted into an existing app, whose own lifespan
+keeps running::
 
-    realtime = create_app(settings)
-    app = FastAPI(lifespan=realtime.router.lifespan_context)
-    app.mount("/realtime", realtime)
+    app = FastAPI(lifespan=my_lifespan)
+    realtime = mount(app, "/realtime", create_app(settings))
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.types import Lifespan
 
 from gateway import __version__
 from gateway.api import api_router
@@ -92,3 +95,35 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def mount(app: Starlette, prefix: str, gateway: Starlette | None = None) -> Starlette:
+    """Mount ``gateway`` (default: ``create_app()``) at ``prefix`` of ``app``, and run its
+    lifespan around ``app``'s own; returns ``gateway``.
+
+    Starlette runs the lifespan of the outermost app only, so a mounted gateway would
+    otherwise never start. Order: the gateway starts before ``app``'s lifespan begins and
+    stops after it ends, so that lifespan may publish at either end. Call it before ``app``
+    starts serving.
+    """
+    gateway = gateway if gateway is not None else create_app()
+    app.mount(prefix, gateway)
+    app.router.lifespan_context = chain_lifespans(
+        gateway.router.lifespan_context, gateway, app.router.lifespan_context
+    )
+    return gateway
+
+
+def chain_lifespans(outer: Lifespan[Any], outer_app: Any, inner: Lifespan[Any]) -> Lifespan[Any]:
+    """A lifespan that runs ``outer(outer_app)`` around ``inner(app)``: ``inner`` starts only
+    once ``outer`` has, and ends before ``outer`` does. State either yields is merged."""
+
+    @asynccontextmanager
+    async def chained(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+        async with outer(outer_app) as outer_state, inner(app) as inner_state:
+            if outer_state is None and inner_state is None:
+                yield None
+            else:
+                yield {**(outer_state or {}), **(inner_state or {})}
+
+    return cast("Lifespan[Any]", chained)

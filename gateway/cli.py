@@ -13,7 +13,13 @@ from fastapi import FastAPI
 from gateway import client_cli, logs, redaction
 from gateway.app import create_app
 from gateway.server import GatewayServer
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    unknown_variables,
+    warn_unknown_variables,
+)
 from gateway.transport import GatewayWebSocketProtocol, WebSocketLane
 
 log = logging.getLogger("gateway")
@@ -90,6 +96,8 @@ def _port(text: str) -> int:
 def _cluster(args: argparse.Namespace) -> int:
     from gateway.cluster import ClusterError, run_cluster
 
+    for problem in unknown_variables():
+        print(f"gateway cluster: warning: {problem}", file=sys.stderr, flush=True)
     try:
         return run_cluster(args.replicas, args.port, args.config, args.log_level)
     except ClusterError as exc:
@@ -100,6 +108,7 @@ def _cluster(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(args.log_level, settings.node_id, args.log_format)
+    warn_unknown_variables()
     redaction.install()
     app = create_app(settings)
     config = uvicorn_config(app, settings, args.host, args.port, args.log_level)

@@ -141,3 +141,26 @@ async def test_unreachable_gateway_fails_after_the_allowed_attempts() -> None:
         with pytest.raises(GatewayClientError) as failed:
             await client.publish("py:x", 1)
         assert failed.value.code == "unreachable"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/ws", "ws:///ws", "127.0.0.1:8000"])
+def test_a_url_that_is_not_a_websocket_url_is_refused_at_once(url: str) -> None:
+    with pytest.raises(ValueError, match=r"not a WebSocket URL: expected ws://HOST\[:PORT\]/ws"):
+        GatewayClient(url)
+
+
+@pytest.mark.parametrize(("path", "status"), [("/", 403), ("/nope", 403), ("/websocket", None)])
+async def test_a_url_that_is_no_protocol_endpoint_stops_the_client_refused(
+    local_gateway: LocalGateway, path: str, status: int | None
+) -> None:
+    url = local_gateway.ws_url.removesuffix("/ws") + path
+    attempts: list[object] = []
+    async with fast(url) as client:
+        client.on("connecting", attempts.append)
+        with pytest.raises(GatewayClientError) as refused:
+            await client.publish("py:x", 1)
+        assert refused.value.code == "refused" and refused.value.status == status
+        assert url in refused.value.message
+        with pytest.raises(GatewayClientError):
+            await client.connected()
+    assert len(attempts) == 1, "a refused handshake is not retried"
