@@ -29,6 +29,7 @@ from gateway_client.policy import (
     handshake_retryable,
     refresh_delay,
     token_expiry,
+    with_name,
 )
 from gateway_client.stream import Position, advance
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "pubsub.v1"
 BATCH_CHARS = 8192
 """Commands queued together are sent as one NDJSON frame of at most this many characters."""
+REASON_CHARACTERS = 300
+"""Most characters of a refused handshake's HTTP body kept in ``last_error``."""
 RETRYABLE_SUBSCRIBE_ERRORS = frozenset({"unavailable", "internal", "rate_limited"})
 
 Frame = dict[str, Any]
@@ -59,6 +62,9 @@ class Message:
     user: str | None
     frame: Frame
     """The `message` frame as received."""
+    info: Any = None
+    """The publisher's presence info (the token's ``info``, or ``{"name"}`` chosen with
+    ``name``); None when it has none."""
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Message:
@@ -71,6 +77,7 @@ class Message:
             client=sender.get("client"),
             user=sender.get("user"),
             frame=frame,
+            info=sender.get("info"),
         )
 
 
@@ -345,8 +352,11 @@ class GatewayClient(_Emitter):
 
     ``token`` is a connection JWT, or a function (sync or async) returning a fresh one: it
     is called before connecting, shortly before the token expires (`refresh`), and after
-    the server closes with 4001. ``max_attempts`` bounds consecutive failed connection
-    attempts (None: retry forever); when exhausted, waiting commands fail `unreachable`.
+    the server closes with 4001. Without auth, ``name`` is the display name others see (the
+    connection's presence ``info`` and the ``from.info`` of its messages, ``{"name": name}``,
+    sent as ``?name=``; a server with auth on ignores it). ``max_attempts`` bounds
+    consecutive failed connection attempts (None: retry forever); when exhausted, waiting
+    commands fail `unreachable`.
     """
 
     def __init__(
@@ -354,6 +364,7 @@ class GatewayClient(_Emitter):
         urls: str | Sequence[str],
         *,
         token: str | TokenGetter | None = None,
+        name: str | None = None,
         min_delay: float = 0.25,
         max_delay: float = 10.0,
         ping_interval: float | None = 20.0,
@@ -367,6 +378,7 @@ class GatewayClient(_Emitter):
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("GatewayClient needs at least one URL")
+        self.name = name
         self.min_delay, self.max_delay = min_delay, max_delay
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.open_timeout, self.request_timeout = open_timeout, request_timeout
@@ -567,7 +579,7 @@ class GatewayClient(_Emitter):
             return 4001, "no token", True
         try:
             ws = await connect(
-                url,
+                with_name(url, self.name),
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 open_timeout=self.open_timeout,
                 ping_interval=self.ping_interval,
@@ -579,7 +591,8 @@ class GatewayClient(_Emitter):
         except InvalidStatus as exc:
             self._failures += 1
             status = exc.response.status_code
-            self.last_error = f"handshake refused with HTTP {status}"
+            why = (exc.response.body or b"").decode(errors="replace").strip()[:REASON_CHARACTERS]
+            self.last_error = f"handshake refused with HTTP {status}" + (f": {why}" if why else "")
             return 1006, self.last_error, handshake_retryable(status)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._failures += 1
