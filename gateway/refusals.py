@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.origins import shown
@@ -34,7 +34,7 @@ class RefusalLog:
         self._bucket = TokenBucket(LOG_RATE, LOG_BURST, clock)
         self._skipped = 0
 
-    def refused(self, scope: dict[str, Any], status: int, reason: str) -> None:
+    def refused(self, scope: Mapping[str, Any], status: int, reason: str) -> None:
         """Log one refused handshake of this ASGI ``scope``."""
         if not self._bucket.take():
             self._skipped += 1
@@ -52,7 +52,7 @@ class RefusalLog:
         )
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return str(value.decode("latin-1"))

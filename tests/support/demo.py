@@ -14,9 +14,13 @@ CONVERSATION = (
 )
 
 
-async def open_demo(page: Page, base_url: str, room: str, name: str) -> None:
-    """Open the demo in ``room`` as ``name``; returns once connected and joined."""
-    await page.goto(f"{base_url}/?room={room}&name={name}")
+async def open_demo(
+    page: Page, base_url: str, room: str, name: str, also: tuple[str, ...] = ()
+) -> None:
+    """Open the demo in ``room`` (and the rooms ``also``) as ``name``; returns once
+    connected and joined."""
+    rooms = "".join(f"&room={other}" for other in also)
+    await page.goto(f"{base_url}/?room={room}{rooms}&name={name}")
     await expect(page.locator("#state")).to_have_attribute("data-state", "ok", timeout=TIMEOUT_MS)
     await expect(page.locator("#room-status")).to_have_text("joined", timeout=TIMEOUT_MS)
 
@@ -41,13 +45,15 @@ def here_now(page: Page) -> Locator:
     return page.locator("#presence li")
 
 
-async def chat_of_three(browser: Browser, base_urls: list[str], room: str) -> list[Page]:
+async def chat_of_three(
+    browser: Browser, base_urls: list[str], room: str, also: tuple[str, ...] = ()
+) -> list[Page]:
     """alice, bob and carol each open the demo on their own replica (``base_urls`` in
     turn), see each other in "Here now", and hold `CONVERSATION`; returns their pages."""
     pages = []
     for name, base_url in zip(PEERS, base_urls, strict=True):
         page = await browser.new_page(viewport={"width": 1180, "height": 720})
-        await open_demo(page, base_url, room, name)
+        await open_demo(page, base_url, room, name, also)
         pages.append(page)
     for page in pages:
         await expect(here_now(page)).to_have_count(len(PEERS), timeout=TIMEOUT_MS)
