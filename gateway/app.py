@@ -75,6 +75,15 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     async def theme_css() -> Response:
         return Response(theme, media_type="text/css", headers={"Cache-Control": "no-cache"})
 
+    icon = static_text("favicon.svg")
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        """The pages' icon (``/favicon.ico`` too, for browsers that ask for it unprompted)."""
+        cached = {"Cache-Control": "public, max-age=86400"}
+        return Response(icon, media_type="image/svg+xml", headers=cached)
+
     client_script = browser_client()
 
     @app.get("/client/gateway.js", include_in_schema=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from gateway.errors import ErrorCode, GatewayError
 from gateway.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,34 @@ class Principal:
 
 
 ANONYMOUS = Principal()
+
+MAX_NAME_LENGTH = 64
+"""Most characters of the display name an anonymous client may choose (``?name=``)."""
+_JOINERS = frozenset("\u200d")
+"""Format characters a name may hold: the zero-width joiner of emoji sequences."""
+
+
+def anonymous(name: str | None) -> Principal:
+    """The principal of a connection without a token that chose a display name with
+    ``?name=``: its presence ``info`` (and the ``from.info`` of its messages) becomes
+    ``{"name": name}``. A missing or blank name gives `ANONYMOUS`.
+
+    Raises:
+        GatewayError: `bad_request` for a name over `MAX_NAME_LENGTH` characters, or with
+            control or format characters (line breaks, bidirectional overrides, ...).
+    """
+    name = (name or "").strip()
+    if not name:
+        return ANONYMOUS
+    if len(name) > MAX_NAME_LENGTH:
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, f"name must be at most {MAX_NAME_LENGTH} characters"
+        )
+    if any(unicodedata.category(char)[0] == "C" and char not in _JOINERS for char in name):
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, "name must not contain control or format characters"
+        )
+    return Principal(info={"name": name})
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,12 @@ class NamespaceOptions(BaseModel):
         return self.history_size > 0 and self.history_ttl > 0
 
 
+DEMO_NAMESPACES = {"demo": NamespaceOptions(presence=True, join_leave=True)}
+"""The default of ``namespaces``: the demo's ``chat:`` rooms show who is there. Any
+configured ``namespaces`` replaces it as a whole; unconfigured namespaces keep the
+default namespace's options (presence off)."""
+
+
 def _default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -100,7 +106,7 @@ class Settings(BaseSettings):
     presence_ttl: float = Field(default=15, gt=0)
     permessage_deflate: bool = False
     strict_namespaces: bool = False
-    namespaces: dict[str, NamespaceOptions] = Field(default_factory=dict)
+    namespaces: dict[str, NamespaceOptions] = Field(default_factory=lambda: dict(DEMO_NAMESPACES))
 
     @field_validator("allowed_origins", "jwt_algorithms", mode="before")
     @classmethod

@@ -164,3 +164,34 @@ async def test_a_url_that_is_no_protocol_endpoint_stops_the_client_refused(
         with pytest.raises(GatewayClientError):
             await client.connected()
     assert len(attempts) == 1, "a refused handshake is not retried"
+
+
+async def test_a_display_name_shows_in_presence_and_on_messages(
+    local_gateway: LocalGateway,
+) -> None:
+    url = f"{local_gateway.ws_url}?x="
+    async with fast(url, name="Zoë") as zoe, fast(local_gateway.ws_url) as reader:
+        subscription = reader.subscribe("chat:py-names")
+        await subscription.subscribed()
+        async with zoe.subscribe("chat:py-names") as own:
+            await own.subscribed()
+            await zoe.publish("chat:py-names", "hi")
+            message = await next_message(subscription)
+            assert message.data == "hi" and message.info == {"name": "Zoë"}
+            presence = await reader.presence("chat:py-names")
+            zoe_id = (await zoe.connected())["client"]
+            assert presence["clients"][zoe_id] == {"user": None, "info": {"name": "Zoë"}}
+
+
+async def test_a_refused_handshake_stops_with_the_servers_reason(
+    local_gateway: LocalGateway,
+) -> None:
+    async with fast(local_gateway.ws_url, name="n" * 65) as client:
+        with pytest.raises(GatewayClientError) as failed:
+            await client.connected()
+        assert failed.value.code == "closed"
+        assert "HTTP 400: name must be at most 64 characters" in str(failed.value)
+        assert (
+            client.last_error
+            == "handshake refused with HTTP 400: name must be at most 64 characters"
+        )

@@ -72,6 +72,20 @@ def test_toml_file_with_namespaces(tmp_path: Path) -> None:
     assert settings.namespace("plain") == NamespaceOptions()
 
 
+def test_the_demos_chat_namespace_has_presence_until_namespaces_are_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings()
+    assert settings.namespace("chat:lobby") == NamespaceOptions(presence=True, join_leave=True)
+    assert settings.namespace("chat") == NamespaceOptions()
+    assert settings.namespace("news:today") == NamespaceOptions()
+    assert NamespaceOptions().presence is False
+    replaced = load_settings(write(tmp_path, "[namespaces.news]\npublish = false\n"))
+    assert replaced.namespace("chat:lobby") == NamespaceOptions()
+    monkeypatch.setenv("GATEWAY_NAMESPACES", "{}")
+    assert load_settings().namespace("chat:lobby") == NamespaceOptions()
+
+
 def test_unconfigured_namespace_takes_the_default_one(tmp_path: Path) -> None:
     path = write(tmp_path, "[namespaces.default]\nhistory_size = 0\n")
     settings = load_settings(path)

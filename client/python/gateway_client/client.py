@@ -30,6 +30,7 @@ from gateway_client.policy import (
     handshake_retryable,
     refresh_delay,
     token_expiry,
+    with_name,
 )
 from gateway_client.stream import Position, advance
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "pubsub.v1"
 BATCH_CHARS = 8192
 """Commands queued together are sent as one NDJSON frame of at most this many characters."""
+REASON_CHARACTERS = 300
+"""Most characters of a refused handshake's HTTP body kept in ``last_error``."""
 RETRYABLE_SUBSCRIBE_ERRORS = frozenset({"unavailable", "internal", "rate_limited"})
 
 Frame = dict[str, Any]
@@ -60,6 +63,9 @@ class Message:
     user: str | None
     frame: Frame
     """The `message` frame as received."""
+    info: Any = None
+    """The publisher's presence info (the token's ``info``, or ``{"name"}`` chosen with
+    ``name``); None when it has none."""
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Message:
@@ -72,6 +78,7 @@ class Message:
             client=sender.get("client"),
             user=sender.get("user"),
             frame=frame,
+            info=sender.get("info"),
         )
 
 
@@ -346,11 +353,13 @@ class GatewayClient(_Emitter):
 
     ``token`` is a connection JWT, or a function (sync or async) returning a fresh one: it
     is called before connecting, shortly before the token expires (`refresh`), and after
-    the server closes with 4001. ``max_attempts`` bounds consecutive failed connection
-    attempts (None: retry forever); when exhausted, waiting commands fail `unreachable`.
-    A URL that is no protocol endpoint (a handshake refused with HTTP 403 or 404, or one
-    accepted without the ``pubsub.v1`` subprotocol) stops the client at once: waiting
-    commands fail `refused`.
+    the server closes with 4001. Without auth, ``name`` is the display name others see (the
+    connection's presence ``info`` and the ``from.info`` of its messages, ``{"name": name}``,
+    sent as ``?name=``; a server with auth on ignores it). ``max_attempts`` bounds
+    consecutive failed connection attempts (None: retry forever); when exhausted, waiting
+    commands fail `unreachable`. A URL that is no protocol endpoint (a handshake refused
+    with HTTP 403 or 404, or one accepted without the ``pubsub.v1`` subprotocol) stops the
+    client at once: waiting commands fail `refused`.
 
     Raises:
         ValueError: no URL, or one that is not ``ws://`` or ``wss://``.
@@ -361,6 +370,7 @@ class GatewayClient(_Emitter):
         urls: str | Sequence[str],
         *,
         token: str | TokenGetter | None = None,
+        name: str | None = None,
         min_delay: float = 0.25,
         max_delay: float = 10.0,
         ping_interval: float | None = 20.0,
@@ -376,6 +386,7 @@ class GatewayClient(_Emitter):
             raise ValueError("GatewayClient needs at least one URL")
         for url in self.urls:
             check_url(url)
+        self.name = name
         self.min_delay, self.max_delay = min_delay, max_delay
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.open_timeout, self.request_timeout = open_timeout, request_timeout
@@ -578,7 +589,7 @@ class GatewayClient(_Emitter):
             return 4001, "no token", True
         try:
             ws = await connect(
-                url,
+                with_name(url, self.name),
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 open_timeout=self.open_timeout,
                 ping_interval=self.ping_interval,
@@ -590,12 +601,12 @@ class GatewayClient(_Emitter):
         except InvalidStatus as exc:
             self._failures += 1
             status = exc.response.status_code
-            self.last_error = f"handshake refused with HTTP {status}"
+            why = (exc.response.body or b"").decode(errors="replace").strip()[:REASON_CHARACTERS]
+            self.last_error = f"handshake refused with HTTP {status}" + (f": {why}" if why else "")
             if handshake_retryable(status):
                 return 1006, self.last_error, True
-            body = exc.response.body.decode("utf-8", "replace").strip()[:200]
             detail = f"{url} refused the WebSocket handshake with HTTP {status}"
-            return self._refuse(f"{detail}: {body}" if body else detail, status)
+            return self._refuse(f"{detail}: {why}" if why else detail, status)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._failures += 1
             self.last_error = f"cannot connect to {url}: {exc or type(exc).__name__}"
