@@ -5,9 +5,6 @@ Run on its own (``gateway serve``), or mounted into an existing app::
     realtime = create_app(settings)
     app = FastAPI(lifespan=realtime.router.lifespan_context)
     app.mount("/realtime", realtime)
-
-The API docs (``/docs``, ``/redoc``) load Swagger UI and ReDoc from the gateway itself
-(the files of the ``fastapi-offline`` package, under ``/docs/assets``), never from a CDN.
 """
 
 from __future__ import annotations
@@ -17,19 +14,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import __version__
 from gateway.api import api_router
+from gateway.api_docs import documented_app
 from gateway.assets import browser_client, locked_down, static_text, with_base
 from gateway.broker import Broker
 from gateway.ports import InternalPaths
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
-
-DOCS_ASSETS = "/docs/assets"
-"""Where Swagger UI's and ReDoc's scripts and styles are served (internal, like the docs)."""
 
 
 def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
@@ -44,12 +38,11 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         finally:
             await replica.stop()
 
-    app = FastAPIOffline(
+    app = documented_app(
         title="pubsub gateway",
         version=__version__,
         summary="WebSocket pub/sub across replicas through Redis",
         lifespan=lifespan,
-        static_url=DOCS_ASSETS,
     )
     app.add_middleware(InternalPaths, port=replica.settings.internal_port)
     app.state.replica = replica

@@ -40,7 +40,7 @@ class InternalPaths:
         if (
             self.port is not None
             and scope["type"] == "http"
-            and is_internal(_route_path(scope))
+            and is_internal(route_path(scope))
             and _local_port(scope) != self.port
         ):
             await _NOT_FOUND(scope, receive, send)
@@ -51,7 +51,8 @@ class InternalPaths:
 _NOT_FOUND = JSONResponse({"detail": "Not Found"}, status_code=404)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The request's path below the application's mount point."""
     path: str = scope["path"]
     root = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
