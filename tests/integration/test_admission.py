@@ -123,7 +123,8 @@ async def test_slowloris_and_silent_sockets_are_closed_at_the_handshake_timeout(
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 408 ")
         assert b"not complete within 1 s" in answer
-    assert httpx.get(f"{gateway.http_url}/healthz").status_code == 200
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{gateway.http_url}/healthz")).status_code == 200
 
 
 async def test_a_slow_request_body_is_closed_at_the_handshake_timeout(
