@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import pytest
 from playwright.async_api import Page, Route
@@ -24,44 +26,47 @@ def docs_url() -> Iterator[str]:
         gateway.stop()
 
 
-async def offline(page: Page, origin: str) -> list[str]:
-    """Let the page reach ``origin`` only; returns the URLs it tried elsewhere."""
-    elsewhere: list[str] = []
+@dataclass
+class OfflinePage:
+    page: Page
+    errors: list[str]
+    elsewhere: list[str] = field(default_factory=list)
+    """URLs the page tried to reach other than the gateway's."""
 
-    async def only_the_gateway(route: Route) -> None:
-        if route.request.url.startswith(origin + "/"):
-            await route.continue_()
-        else:
-            elsewhere.append(route.request.url)
-            await route.abort("internetdisconnected")
 
-    await page.route("**/*", only_the_gateway)
-    return elsewhere
+@asynccontextmanager
+async def offline_page(origin: str, path: str) -> AsyncIterator[OfflinePage]:
+    """Chromium on ``origin + path`` with every request to another host refused."""
+    async with chromium() as browser:
+        page = await browser.new_page()
+        opened = OfflinePage(page, page_errors(page))
+
+        async def only_the_gateway(route: Route) -> None:
+            if route.request.url.startswith(origin + "/"):
+                await route.continue_()
+            else:
+                opened.elsewhere.append(route.request.url)
+                await route.abort("internetdisconnected")
+
+        await page.route("**/*", only_the_gateway)
+        await page.goto(origin + path)
+        yield opened
+    assert opened.elsewhere == [] and opened.errors == []
 
 
 async def test_swagger_ui_renders_offline(docs_url: str) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
-        errors = page_errors(page)
-        elsewhere = await offline(page, docs_url)
-        await page.goto(f"{docs_url}/docs")
-        title = page.locator(".swagger-ui .info .title")
+    async with offline_page(docs_url, "/docs") as opened:
+        title = opened.page.locator(".swagger-ui .info .title")
         await title.wait_for(timeout=15_000)
         assert "pubsub gateway" in (await title.text_content() or "")
-        operations = page.locator(".swagger-ui .opblock-summary-path")
+        operations = opened.page.locator(".swagger-ui .opblock-summary-path")
         await operations.first.wait_for(timeout=15_000)
-        paths = set(await operations.all_text_contents())
-        assert {"/api/publish", "/api/info", "/healthz"} <= {p.replace("\u200b", "") for p in paths}
-    assert elsewhere == [] and errors == []
+        paths = {path.replace("\u200b", "") for path in await operations.all_text_contents()}
+        assert {"/api/publish", "/api/info", "/healthz"} <= paths
 
 
 async def test_redoc_renders_offline(docs_url: str) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
-        errors = page_errors(page)
-        elsewhere = await offline(page, docs_url)
-        await page.goto(f"{docs_url}/redoc")
-        heading = page.get_by_role("heading", name="pubsub gateway", exact=False).first
-        await heading.wait_for(timeout=15_000)
-        await page.get_by_text("/api/publish").first.wait_for(timeout=15_000)
-    assert elsewhere == [] and errors == []
+    async with offline_page(docs_url, "/redoc") as opened:
+        heading = opened.page.get_by_role("heading", name="pubsub gateway", exact=False)
+        await heading.first.wait_for(timeout=15_000)
+        await opened.page.get_by_text("/api/publish").first.wait_for(timeout=15_000)
