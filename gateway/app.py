@@ -21,8 +21,10 @@ from starlette.types import Lifespan
 
 from gateway import __version__
 from gateway.api import api_router
+from gateway.api_docs import documented_app
 from gateway.assets import browser_client, locked_down, static_text, with_base
 from gateway.broker import Broker
+from gateway.ports import InternalPaths
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
 
@@ -39,12 +41,13 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         finally:
             await replica.stop()
 
-    app = FastAPI(
+    app = documented_app(
         title="pubsub gateway",
         version=__version__,
         summary="WebSocket pub/sub across replicas through Redis",
         lifespan=lifespan,
     )
+    app.add_middleware(InternalPaths, port=replica.settings.internal_port)
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)

@@ -106,13 +106,20 @@ class TokenError(Exception):
 
 
 class TokenVerifier:
-    """Verifies JWTs against the configured keys; ``clock`` gives Unix time (for ``exp``)."""
+    """Verifies JWTs against the configured keys; ``clock`` gives Unix time (for ``exp``).
+
+    ``exp`` and ``nbf`` are checked with ``jwt_leeway`` seconds of tolerance, for clocks of
+    the token issuer and the replica that disagree a little: a token is accepted until
+    ``exp + leeway`` and from ``nbf - leeway``.
+    """
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._keys = _keys_by_algorithm(settings)
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._clock = clock
+        self.leeway = settings.jwt_leeway
+        """Seconds of clock skew tolerated on ``exp`` and ``nbf``."""
 
     @property
     def enabled(self) -> bool:
@@ -193,10 +200,10 @@ class TokenVerifier:
         expires_at = _expiry(claims)
         if expires_at is None:
             raise TokenError("token needs an exp claim")
-        if expires_at <= now:
+        if expires_at + self.leeway <= now:
             raise TokenError("token expired", expired=True)
         not_before = _number_claim(claims, "nbf")
-        if not_before is not None and not_before > now:
+        if not_before is not None and not_before - self.leeway > now:
             raise TokenError("token not valid yet")
 
 

@@ -11,6 +11,7 @@ import time
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
+from gateway.admission import Admission, client_address
 from gateway.auth import ANONYMOUS, Principal, anonymous
 from gateway.broker import Broker, create_broker
 from gateway.channels import is_valid_channel
@@ -45,6 +46,7 @@ class Replica:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
         self.security = Security(settings)
+        self.admission = Admission(settings)
         self.stats = Stats()
         self.loop_passes = LoopPasses()
         self.metrics = Metrics(self)
@@ -170,7 +172,8 @@ class Replica:
             return
         offered = websocket.scope.get("subprotocols") or ()
         await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        await self._run(ProtocolConnection(self, websocket, sink_for(websocket), principal))
+        connection = ProtocolConnection(self, websocket, sink_for(websocket), principal)
+        await self._run(connection, client_address(websocket.scope))
 
     async def serve_plain_text(self, websocket: WebSocket) -> None:
         """Run a ``/websocket`` client from handshake to close."""
@@ -188,7 +191,8 @@ class Replica:
             return
         await websocket.accept()
         sink = sink_for(websocket)
-        await self._run(PlainTextConnection(self, websocket, sink, principal, channel=channel))
+        connection = PlainTextConnection(self, websocket, sink, principal, channel=channel)
+        await self._run(connection, client_address(websocket.scope))
 
     async def _admit(self, websocket: WebSocket) -> bool:
         refusal = self.security.origin_refusal(websocket.scope["headers"])
@@ -199,9 +203,9 @@ class Replica:
         if not ready:
             await _deny(websocket, 503, f"replica not ready: {reason}")
             return False
-        limit = self.settings.max_connections
-        if limit and len(self.connections) >= limit:
-            await _deny(websocket, 503, f"replica full: {limit} connections")
+        limited = self.admission.check(websocket.scope, len(self.connections))
+        if limited is not None:
+            await _deny(websocket, limited.status, limited.message)
             return False
         return True
 
@@ -216,11 +220,13 @@ class Replica:
             return None
         return ANONYMOUS if self.security.verifier.enabled else principal
 
-    async def _run(self, connection: Connection) -> None:
+    async def _run(self, connection: Connection, address: str | None) -> None:
         self.connections[connection.id] = connection
+        self.admission.opened(address)
         try:
             await connection.run()
         finally:
+            self.admission.closed(address)
             del self.connections[connection.id]
             if not self.connections:
                 self._all_closed.set()

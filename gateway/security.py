@@ -223,7 +223,8 @@ class ConnectionGuard:
     def _accept(self, principal: Principal) -> None:
         self._connection.principal = principal
         assert principal.expires_at is not None
-        self._schedule(principal.expires_at - self._security.clock(), TOKEN_EXPIRED)
+        deadline = principal.expires_at + self._security.verifier.leeway
+        self._schedule(deadline - self._security.clock(), TOKEN_EXPIRED)
 
     def _schedule(self, delay: float, reason: Disconnect) -> None:
         self.release()

@@ -7,6 +7,7 @@ This is the only module that reads the environment.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import socket
@@ -90,6 +91,7 @@ class Settings(BaseSettings):
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    jwt_leeway: float = Field(default=5, ge=0)
     api_key: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     config: Path | None = None
@@ -99,6 +101,12 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(default=128, ge=1)
     rate: float = Field(default=100, ge=0)
     max_connections: int = Field(default=0, ge=0)
+    max_connections_per_ip: int = Field(default=0, ge=0)
+    handshake_timeout: float = Field(default=10, gt=0)
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"]
+    )
+    internal_port: int | None = Field(default=None, ge=1, le=65535)
     ping_seconds: float = Field(default=25, gt=0)
     drain_seconds: float = Field(default=10, ge=0)
     connect_timeout: float = Field(default=10, gt=0)
@@ -108,11 +116,26 @@ class Settings(BaseSettings):
     strict_namespaces: bool = False
     namespaces: dict[str, NamespaceOptions] = Field(default_factory=lambda: dict(DEMO_NAMESPACES))
 
-    @field_validator("allowed_origins", "jwt_algorithms", mode="before")
+    @field_validator("allowed_origins", "jwt_algorithms", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value and len(value) > 1:
+            raise ValueError("* trusts every peer: give it alone")
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an IP address, a network (CIDR, host bits zero) or *"
+                    ) from None
         return value
 
     @field_validator("redis_url")

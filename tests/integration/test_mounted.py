@@ -78,3 +78,26 @@ async def test_two_gateways_mounted_in_one_app_both_start_and_stop(
             assert health.json()["node"] == node
     assert not first.state.replica.broker.available
     assert not second.state.replica.broker.available
+
+
+async def test_mounted_with_an_internal_port_serves_internal_paths_only_on_it(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Mounted, the gateway owns no socket: the host server's port the request came in on
+    decides, and the docs' assets are found under the mount point."""
+    realtime = create_app(settings_factory(internal_port=9100))
+    host = FastAPI()
+    host.mount("/realtime", realtime)
+    transport = httpx.ASGITransport(app=host)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://app:8000") as public,
+        httpx.AsyncClient(transport=transport, base_url="http://app:9100") as internal,
+    ):
+        for path in ("/realtime/metrics", "/realtime/docs", "/realtime/openapi.json"):
+            assert (await public.get(path)).status_code == 404, path
+            assert (await internal.get(path)).status_code == 200, path
+        assert (await public.get("/realtime/healthz")).status_code == 200
+        docs = (await internal.get("/realtime/docs")).text
+        assert "/realtime/docs/assets/swagger-ui-bundle.js" in docs
+        script = await internal.get("/realtime/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and "SwaggerUIBundle" in script.text
