@@ -6,8 +6,10 @@
 #
 # The base is pinned by tag and by the digest of its multi-architecture index; bump both
 # together. Build stage: a virtualenv without pip, filled by the base image's pip with the
-# gateway and its dependencies (wheels only, no compiler). Runtime stage: that virtualenv on
-# the same base, run as an unprivileged user.
+# gateway and its dependencies (wheels only, no compiler), the wheel carrying both packages
+# (`gateway`, `gateway_client`) and the browser client. Runtime stage: that virtualenv on
+# the same base, run as an unprivileged user. No Docker engine builds this in CI:
+# tests/deploy/test_image.py replays these steps on the context .dockerignore admits.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
@@ -17,8 +19,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ONLY_BINARY=:all:
 RUN python -m venv --without-pip /opt/gateway
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY gateway ./gateway
+# The whole context: .dockerignore admits only what the wheel is built from.
+COPY . ./
 RUN python -m pip --python /opt/gateway/bin/python install --no-cache-dir --no-compile . \
     && /opt/gateway/bin/python -m compileall -q /opt/gateway/lib
 

@@ -22,11 +22,20 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-install: $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+# Each install runs again only when pyproject.toml changed since it last succeeded (the
+# stamps live in the venv, so a new venv installs afresh). The code itself is an editable
+# install: edits need no reinstall. A test install covers the plain one too.
+install: $(VENV)/.install.stamp
 
-install-test: $(BIN)/python
+install-test: $(VENV)/.install-test.stamp
+
+$(VENV)/.install.stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(VENV)/.install-test.stamp: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,dev,bench]"
+	@touch $@ $(VENV)/.install.stamp
 
 system-deps:
 	@bash scripts/system-deps.sh

@@ -1,25 +1,30 @@
 """The FastAPI application: routes and lifespan wired to a `Replica`. No logic of its own.
 
-Run on its own (``gateway serve``), or mounted into an existing app::
+Run on its own (``gateway serve``), or mounted into an existing app, whose own lifespan
+keeps running::
 
-    realtime = create_app(settings)
-    app = FastAPI(lifespan=realtime.router.lifespan_context)
-    app.mount("/realtime", realtime)
+    app = FastAPI(lifespan=my_lifespan)
+    realtime = mount(app, "/realtime", create_app(settings))
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.types import Lifespan
 
 from gateway import __version__
 from gateway.api import api_router
+from gateway.api_docs import documented_app
 from gateway.assets import browser_client, locked_down, static_text, with_base
 from gateway.broker import Broker
+from gateway.ports import InternalPaths
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
 
@@ -36,12 +41,13 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         finally:
             await replica.stop()
 
-    app = FastAPI(
+    app = documented_app(
         title="pubsub gateway",
         version=__version__,
         summary="WebSocket pub/sub across replicas through Redis",
         lifespan=lifespan,
     )
+    app.add_middleware(InternalPaths, port=replica.settings.internal_port)
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
@@ -72,6 +78,15 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     async def theme_css() -> Response:
         return Response(theme, media_type="text/css", headers={"Cache-Control": "no-cache"})
 
+    icon = static_text("favicon.svg")
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        """The pages' icon (``/favicon.ico`` too, for browsers that ask for it unprompted)."""
+        cached = {"Cache-Control": "public, max-age=86400"}
+        return Response(icon, media_type="image/svg+xml", headers=cached)
+
     client_script = browser_client()
 
     @app.get("/client/gateway.js", include_in_schema=False)
@@ -92,3 +107,35 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def mount(app: Starlette, prefix: str, gateway: Starlette | None = None) -> Starlette:
+    """Mount ``gateway`` (default: ``create_app()``) at ``prefix`` of ``app``, and run its
+    lifespan around ``app``'s own; returns ``gateway``.
+
+    Starlette runs the lifespan of the outermost app only, so a mounted gateway would
+    otherwise never start. Order: the gateway starts before ``app``'s lifespan begins and
+    stops after it ends, so that lifespan may publish at either end. Call it before ``app``
+    starts serving.
+    """
+    gateway = gateway if gateway is not None else create_app()
+    app.mount(prefix, gateway)
+    app.router.lifespan_context = chain_lifespans(
+        gateway.router.lifespan_context, gateway, app.router.lifespan_context
+    )
+    return gateway
+
+
+def chain_lifespans(outer: Lifespan[Any], outer_app: Any, inner: Lifespan[Any]) -> Lifespan[Any]:
+    """A lifespan that runs ``outer(outer_app)`` around ``inner(app)``: ``inner`` starts only
+    once ``outer`` has, and ends before ``outer`` does. State either yields is merged."""
+
+    @asynccontextmanager
+    async def chained(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+        async with outer(outer_app) as outer_state, inner(app) as inner_state:
+            if outer_state is None and inner_state is None:
+                yield None
+            else:
+                yield {**(outer_state or {}), **(inner_state or {})}
+
+    return cast("Lifespan[Any]", chained)

@@ -10,15 +10,15 @@ from importlib import resources
 from pathlib import Path
 
 BROWSER_CLIENT_SOURCE = Path(__file__).resolve().parent.parent / "client" / "js" / "gateway.js"
-"""Where the browser client lives in a source checkout."""
+"""Where the browser client lives in a source checkout: its one source."""
 
 
 def browser_client() -> str:
     """The browser client's ES module text.
 
-    From the source checkout when there is one (whatever the checkout did with the
-    ``gateway/static/gateway.js`` symlink), else the copy packaged into ``gateway/static``
-    when the wheel was built.
+    From the source checkout when the gateway runs from one (an editable install sees
+    edits at once), else the copy the wheel build puts into ``gateway/static``
+    (``force-include`` in pyproject.toml).
     """
     if BROWSER_CLIENT_SOURCE.is_file():
         return BROWSER_CLIENT_SOURCE.read_text("utf-8")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from gateway.errors import ErrorCode, GatewayError
 from gateway.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,34 @@ class Principal:
 
 ANONYMOUS = Principal()
 
+MAX_NAME_LENGTH = 64
+"""Most characters of the display name an anonymous client may choose (``?name=``)."""
+_JOINERS = frozenset("\u200d")
+"""Format characters a name may hold: the zero-width joiner of emoji sequences."""
+
+
+def anonymous(name: str | None) -> Principal:
+    """The principal of a connection without a token that chose a display name with
+    ``?name=``: its presence ``info`` (and the ``from.info`` of its messages) becomes
+    ``{"name": name}``. A missing or blank name gives `ANONYMOUS`.
+
+    Raises:
+        GatewayError: `bad_request` for a name over `MAX_NAME_LENGTH` characters, or with
+            control or format characters (line breaks, bidirectional overrides, ...).
+    """
+    name = (name or "").strip()
+    if not name:
+        return ANONYMOUS
+    if len(name) > MAX_NAME_LENGTH:
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, f"name must be at most {MAX_NAME_LENGTH} characters"
+        )
+    if any(unicodedata.category(char)[0] == "C" and char not in _JOINERS for char in name):
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, "name must not contain control or format characters"
+        )
+    return Principal(info={"name": name})
+
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionGrant:
@@ -76,13 +106,20 @@ class TokenError(Exception):
 
 
 class TokenVerifier:
-    """Verifies JWTs against the configured keys; ``clock`` gives Unix time (for ``exp``)."""
+    """Verifies JWTs against the configured keys; ``clock`` gives Unix time (for ``exp``).
+
+    ``exp`` and ``nbf`` are checked with ``jwt_leeway`` seconds of tolerance, for clocks of
+    the token issuer and the replica that disagree a little: a token is accepted until
+    ``exp + leeway`` and from ``nbf - leeway``.
+    """
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._keys = _keys_by_algorithm(settings)
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._clock = clock
+        self.leeway = settings.jwt_leeway
+        """Seconds of clock skew tolerated on ``exp`` and ``nbf``."""
 
     @property
     def enabled(self) -> bool:
@@ -163,10 +200,10 @@ class TokenVerifier:
         expires_at = _expiry(claims)
         if expires_at is None:
             raise TokenError("token needs an exp claim")
-        if expires_at <= now:
+        if expires_at + self.leeway <= now:
             raise TokenError("token expired", expired=True)
         not_before = _number_claim(claims, "nbf")
-        if not_before is not None and not_before > now:
+        if not_before is not None and not_before - self.leeway > now:
             raise TokenError("token not valid yet")
 
 

@@ -10,10 +10,17 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
-from gateway import client_cli, logs, redaction
+from gateway import client_cli, logs, ports, redaction
 from gateway.app import create_app
+from gateway.http_protocol import http_protocol, keep_alive_seconds
 from gateway.server import GatewayServer
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    unknown_variables,
+    warn_unknown_variables,
+)
 from gateway.transport import GatewayWebSocketProtocol, WebSocketLane
 
 log = logging.getLogger("gateway")
@@ -43,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one replica under uvicorn")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.add_argument(
+        "--internal-port",
+        type=_port,
+        help="serve /api, /metrics, /admin and the API docs only on this port "
+        "(default: $GATEWAY_INTERNAL_PORT, else one port serves everything)",
+    )
     serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     serve.add_argument(
@@ -90,6 +103,8 @@ def _port(text: str) -> int:
 def _cluster(args: argparse.Namespace) -> int:
     from gateway.cluster import ClusterError, run_cluster
 
+    for problem in unknown_variables():
+        print(f"gateway cluster: warning: {problem}", file=sys.stderr, flush=True)
     try:
         return run_cluster(args.replicas, args.port, args.config, args.log_level)
     except ClusterError as exc:
@@ -98,19 +113,29 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    overrides = {} if args.internal_port is None else {"internal_port": args.internal_port}
+    settings = load_settings(args.config, **overrides)
+    if settings.internal_port == args.port:
+        raise ConfigError(f"the internal port must differ from the public port ({args.port})")
+    try:
+        listeners = ports.bind(args.host, args.port, settings.internal_port)
+    except ports.PortUnavailable as exc:
+        print(f"gateway serve: {exc}", file=sys.stderr)
+        return 1
     logs.configure(args.log_level, settings.node_id, args.log_format)
+    warn_unknown_variables()
     redaction.install()
     app = create_app(settings)
     config = uvicorn_config(app, settings, args.host, args.port, args.log_level)
-    GatewayServer(config, app.state.replica).run()
+    GatewayServer(config, app.state.replica, listeners.describe()).run(listeners.sockets)
     return 0
 
 
 def uvicorn_config(
     app: FastAPI, settings: Settings, host: str, port: int, log_level: str
 ) -> uvicorn.Config:
-    """uvicorn settings for one replica: the gateway's WebSocket protocol, pings and limits."""
+    """uvicorn settings for one replica: the gateway's HTTP and WebSocket protocols, pings,
+    limits and trusted proxies."""
     replica = app.state.replica
     lane = WebSocketLane(
         app, {"/ws": replica.serve_protocol, "/websocket": replica.serve_plain_text}
@@ -119,6 +144,7 @@ def uvicorn_config(
         lane,
         host=host,
         port=port,
+        http=http_protocol(replica.admission, settings.handshake_timeout),
         ws=GatewayWebSocketProtocol,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=settings.ping_seconds,
@@ -129,5 +155,8 @@ def uvicorn_config(
         log_level=log_level,
         access_log=False,
         server_header=False,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_keep_alive=keep_alive_seconds(settings.handshake_timeout),
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
     )

@@ -13,11 +13,12 @@ import functools
 import os
 import sys
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 if TYPE_CHECKING:
-    from gateway_client import GatewayClient
+    from gateway_client import GatewayClient, GatewayClientError
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
 PUBLISH_TIMEOUT = 10.0
@@ -61,12 +62,58 @@ def parse_data(text: str) -> Any:
 
 
 def run_sub(args: argparse.Namespace) -> int:
-    return asyncio.run(subscribe(args.url or default_url(), args.channels, args.token))
+    url = _checked_url(args, "sub")
+    if url is None:
+        return 2
+    return asyncio.run(subscribe(url, args.channels, args.token))
 
 
 def run_pub(args: argparse.Namespace) -> int:
-    data = parse_data(args.data)
-    return asyncio.run(publish(args.url or default_url(), args.channel, data, args.token))
+    url = _checked_url(args, "pub")
+    if url is None:
+        return 2
+    return asyncio.run(publish(url, args.channel, parse_data(args.data), args.token))
+
+
+def _checked_url(args: argparse.Namespace, command: str) -> str | None:
+    """The URL to connect to, or None (after saying why on stderr) when it is no WebSocket
+    URL: the caller exits with status 2, as for any other bad argument."""
+    from gateway_client import check_url
+
+    url: str = args.url or default_url()
+    try:
+        check_url(url)
+    except ValueError as error:
+        source = "--url" if args.url else "GATEWAY_URL"
+        print(f"gateway {command}: {source}: {error}", file=sys.stderr)
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() in _WS_SCHEMES and rest:
+            suggestion = f"{_WS_SCHEMES[scheme.lower()]}://{rest}"
+            print(f"gateway {command}: did you mean {suggestion}?", file=sys.stderr)
+        return None
+    return url
+
+
+_WS_SCHEMES = {"http": "ws", "https": "wss"}
+
+
+def refusal_hint(url: str, error: GatewayClientError) -> str | None:
+    """What to try instead when ``url`` is no protocol endpoint (`refused`), if we can tell."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/websocket"):
+        endpoint = path.removesuffix("/websocket") + "/ws"
+        suggestion = urlunsplit(parts._replace(path=endpoint, query=""))
+        return (
+            "/websocket is the plain-text endpoint (one text frame per message); gateway pub"
+            f" and sub speak the protocol at /ws: {suggestion}"
+        )
+    if path.endswith("/ws"):
+        return None
+    if error.status in (None, 403, 404):
+        guess = urlunsplit(parts._replace(path="/ws"))
+        return f"the gateway's protocol endpoint is /ws (under its mount prefix, if any): {guess}"
+    return None
 
 
 async def subscribe(url: str, channels: list[str], token: str | None) -> int:
@@ -96,7 +143,7 @@ async def subscribe(url: str, channels: list[str], token: str | None) -> int:
                 sys.stdout.write(orjson.dumps(message.frame).decode() + "\n")
                 sys.stdout.flush()
         except GatewayClientError as error:
-            _warn(str(error))
+            _fail("sub", url, error)
             return 1
         if not client.subscriptions:
             _warn("every subscription was refused")
@@ -115,7 +162,7 @@ async def publish(url: str, channel: str, data: Any, token: str | None) -> int:
         try:
             reply = await client.publish(channel, data)
         except GatewayClientError as error:
-            print(f"gateway pub: {error}", file=sys.stderr)
+            _fail("pub", url, error)
             return 1
     sys.stdout.write(orjson.dumps(reply).decode() + "\n")
     return 0
@@ -144,6 +191,15 @@ def _report_subscribed(event: dict[str, Any]) -> None:
 
 def _report_unrecovered(event: dict[str, Any]) -> None:
     _warn(f"{event['channel']}: messages may be missing ({event['reason']})")
+
+
+def _fail(command: str, url: str, error: GatewayClientError) -> None:
+    from gateway_client import ClientErrorCode
+
+    print(f"gateway {command}: {error}", file=sys.stderr, flush=True)
+    hint = refusal_hint(url, error) if error.code == ClientErrorCode.REFUSED else None
+    if hint:
+        print(f"gateway {command}: hint: {hint}", file=sys.stderr, flush=True)
 
 
 def _warn(text: str) -> None:

@@ -2,9 +2,12 @@
 
 A `redis-server` (unless the settings name a Redis URL), N `gateway serve` replicas on free
 loopback ports, and nginx on ``--port``, configured from ``deploy/nginx.conf`` like the
-compose file's nginx. Every child runs in a process group of its own, so a Ctrl-C in the
-terminal reaches only this supervisor, which then stops them in order: replicas (they drain)
-and nginx together, then Redis. A replica that dies is reported and the others keep
+compose file's nginx. As in the shipped deployment, each replica has an internal port of
+its own for /api, /metrics, /admin and the docs, which nginx does not proxy.
+
+Every child runs in a process group of its own, so a Ctrl-C in the terminal reaches only
+this supervisor, which then stops them in order: replicas (they drain) and nginx together,
+then Redis. A replica that dies is reported and the others keep
 serving, as behind any load balancer; if nginx, Redis or the last replica dies, the cluster
 stops.
 """
@@ -110,6 +113,8 @@ class Child:
     kind: ChildKind
     address: str
     process: subprocess.Popen[bytes]
+    internal: str | None = None
+    """A replica's internal address (/api, /metrics, /admin, /docs)."""
     reported: bool = False
     pump: threading.Thread | None = field(default=None, repr=False)
 
@@ -218,9 +223,14 @@ class Cluster:
         if self.config:
             command += ["--config", self.config]
         assert self.redis_url is not None
-        environment = child_environment(redis_url=self.redis_url, node_id=name)
+        internal_port = free_port()
+        environment = child_environment(
+            redis_url=self.redis_url, node_id=name, internal_port=internal_port
+        )
         address = f"http://127.0.0.1:{port}"
-        return self._spawn(name, "replica", address, command, environment=environment)
+        child = self._spawn(name, "replica", address, command, environment=environment)
+        child.internal = f"http://127.0.0.1:{internal_port}"
+        return child
 
     def _start_nginx(
         self, program: str, template: str, replicas: list[str], deadline: float
@@ -299,9 +309,14 @@ class Cluster:
             f"  demo        {self.url}/",
             f"  websocket   ws://127.0.0.1:{self.port}/ws",
         ]
+        replicas = self._of_kind("replica")
+        if replicas and replicas[0].internal:
+            lines.append(f"  admin       {replicas[0].internal}/admin (internal port)")
         if not self._of_kind("redis"):
             lines.append(f"  redis       external  {self.redis_url}")
-        lines += [f"  {c.name:<11} pid {c.pid:<7} {c.address}" for c in self.children]
+        for child in self.children:
+            line = f"  {child.name:<11} pid {child.pid:<7} {child.address}"
+            lines.append(f"{line}  internal {child.internal}" if child.internal else line)
         lines.append("Ctrl-C stops everything.")
         with self._output_lock:
             print("\n".join(lines), file=self.output, flush=True)

@@ -215,7 +215,7 @@ class Commands:
         connection.send(protocol.reply("unsubscribed", command.id, channel=command.channel))
 
     async def publish(self, connection: Connection, command: Publish) -> None:
-        head = protocol.message_head(command.channel, command.data, connection.id, connection.user)
+        head = connection.message_head(command.channel, command.data)
         position = await self.publish_frame(connection, command.channel, head)
         connection.send(published(command, position))
 
@@ -227,7 +227,7 @@ class Commands:
         Raises:
             GatewayError: as `publish_frame_soon`.
         """
-        head = protocol.message_head(command.channel, command.data, connection.id, connection.user)
+        head = connection.message_head(command.channel, command.data)
         return self.publish_frame_soon(connection, command.channel, head)
 
     async def publish_frame(

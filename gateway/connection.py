@@ -107,6 +107,11 @@ class Connection:
         """The user id of the connection token; None for anonymous connections."""
         return self.principal.user
 
+    def message_head(self, channel: str, data: Any) -> bytes:
+        """A `message` frame of this connection's publication (see `protocol.message_head`)."""
+        principal = self.principal
+        return protocol.message_head(channel, data, self.id, principal.user, principal.info)
+
     @property
     def closing(self) -> bool:
         """True once the server or the client began closing the connection."""
@@ -420,7 +425,7 @@ class PlainTextConnection(Connection):
 
     async def on_text(self, text: str) -> None:
         self.guard.check_rate()
-        head = protocol.message_head(self._channel, text, self.id, self.user)
+        head = self.message_head(self._channel, text)
         await self.replica.commands.publish_frame(self, self._channel, head)
 
     def on_binary(self) -> None:

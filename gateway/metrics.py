@@ -96,6 +96,16 @@ class _ReplicaCollector(Collector):
             "gateway_connections", "Open client connections.", len(replica.connections)
         )
         yield GaugeMetricFamily(
+            "gateway_half_open_connections",
+            "TCP connections whose HTTP request is not complete yet (gateway serve only).",
+            replica.admission.half_open,
+        )
+        yield CounterMetricFamily(
+            "gateway_handshake_timeouts",
+            "Connections closed because their request was not complete in handshake_timeout.",
+            replica.admission.handshake_timeouts,
+        )
+        yield GaugeMetricFamily(
             "gateway_subscriptions",
             "Channel subscriptions of this replica's clients.",
             sum(len(connection.channels) for connection in replica.connections.values()),

@@ -274,10 +274,13 @@ def disconnect(reason: Disconnect) -> bytes:
     )
 
 
-def message_head(channel: str, data: Any, client: str | None, user: str | None) -> bytes:
+def message_head(
+    channel: str, data: Any, client: str | None, user: str | None, info: Any = None
+) -> bytes:
     """A `message` frame without its closing brace, so offset and epoch can still be appended.
 
-    ``client`` is None for publications of the server API, which carry no `from`.
+    ``client`` is None for publications of the server API, which carry no `from`; ``info``
+    (the publisher's presence info) goes into `from` when there is one.
 
     Raises:
         GatewayError: `bad_request` when ``data`` cannot be encoded (nested deeper than
@@ -285,7 +288,10 @@ def message_head(channel: str, data: Any, client: str | None, user: str | None) 
     """
     frame: dict[str, Any] = {"op": "message", "channel": channel, "data": data}
     if client is not None:
-        frame["from"] = {"client": client, "user": user}
+        sender = {"client": client, "user": user}
+        if info is not None:
+            sender["info"] = info
+        frame["from"] = sender
     try:
         return orjson.dumps(frame)[:-1]
     except orjson.JSONEncodeError as exc:

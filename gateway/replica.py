@@ -11,7 +11,8 @@ import time
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
-from gateway.auth import ANONYMOUS
+from gateway.admission import Admission, client_address
+from gateway.auth import ANONYMOUS, Principal, anonymous
 from gateway.broker import Broker, create_broker
 from gateway.channels import is_valid_channel
 from gateway.commands import Commands, history_policy
@@ -23,6 +24,7 @@ from gateway.metrics import Metrics, Stats
 from gateway.outbox import LoopPasses
 from gateway.presence import Presence
 from gateway.protocol import SUBPROTOCOL, StreamPosition
+from gateway.refusals import REFUSALS
 from gateway.security import Security
 from gateway.settings import NamespaceOptions, Settings
 from gateway.transport import sink_for
@@ -44,6 +46,7 @@ class Replica:
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
         self.security = Security(settings)
+        self.admission = Admission(settings)
         self.stats = Stats()
         self.loop_passes = LoopPasses()
         self.metrics = Metrics(self)
@@ -164,9 +167,13 @@ class Replica:
         """Run a ``/ws`` client from handshake to close."""
         if not await self._admit(websocket):
             return
+        principal = await self._principal(websocket)
+        if principal is None:
+            return
         offered = websocket.scope.get("subprotocols") or ()
         await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        await self._run(ProtocolConnection(self, websocket, sink_for(websocket), ANONYMOUS))
+        connection = ProtocolConnection(self, websocket, sink_for(websocket), principal)
+        await self._run(connection, client_address(websocket.scope))
 
     async def serve_plain_text(self, websocket: WebSocket) -> None:
         """Run a ``/websocket`` client from handshake to close."""
@@ -179,40 +186,60 @@ class Replica:
             return
         if not await self._admit(websocket):
             return
+        principal = await self._principal(websocket)
+        if principal is None:
+            return
         await websocket.accept()
         sink = sink_for(websocket)
-        await self._run(PlainTextConnection(self, websocket, sink, ANONYMOUS, channel=channel))
+        connection = PlainTextConnection(self, websocket, sink, principal, channel=channel)
+        await self._run(connection, client_address(websocket.scope))
 
     async def _admit(self, websocket: WebSocket) -> bool:
-        if not self.security.origin_allowed(websocket.scope["headers"]):
-            await _deny(websocket, 403, "origin not allowed")
+        refusal = self.security.origin_refusal(websocket.scope["headers"])
+        if refusal is not None:
+            await _deny(websocket, 403, refusal)
             return False
         ready, reason = self.readiness()
         if not ready:
             await _deny(websocket, 503, f"replica not ready: {reason}")
             return False
-        limit = self.settings.max_connections
-        if limit and len(self.connections) >= limit:
-            await _deny(websocket, 503, f"replica full: {limit} connections")
+        limited = self.admission.check(websocket.scope, len(self.connections))
+        if limited is not None:
+            await _deny(websocket, limited.status, limited.message)
             return False
         return True
 
-    async def _run(self, connection: Connection) -> None:
+    async def _principal(self, websocket: WebSocket) -> Principal | None:
+        """Who the connection is until a token says otherwise: anonymous, with the display
+        name of ``?name=`` when auth is off (with auth on, the token's ``info`` is the only
+        one others see, and ``name`` is ignored). None when the handshake was refused."""
+        try:
+            principal = anonymous(websocket.query_params.get("name"))
+        except GatewayError as error:
+            await _deny(websocket, 400, error.message)
+            return None
+        return ANONYMOUS if self.security.verifier.enabled else principal
+
+    async def _run(self, connection: Connection, address: str | None) -> None:
         self.connections[connection.id] = connection
+        self.admission.opened(address)
         try:
             await connection.run()
         finally:
+            self.admission.closed(address)
             del self.connections[connection.id]
             if not self.connections:
                 self._all_closed.set()
 
 
 async def _deny(websocket: WebSocket, status: int, message: str) -> None:
-    """Refuse a handshake with an HTTP status and a message (403 where the server can't)."""
+    """Refuse a handshake with an HTTP status and a message (403 where the server can't),
+    and log it with its reason."""
+    REFUSALS.refused(websocket.scope, status, message)
     try:
         await websocket.send_denial_response(PlainTextResponse(message + "\n", status_code=status))
     except RuntimeError:
-        await websocket.close(1008, message[:120])
+        await websocket.close(1008, message.encode()[:120].decode(errors="ignore"))
 
 
 def _broker_kind(replica: Replica) -> str:

@@ -62,6 +62,11 @@ class Security:
 
     def origin_allowed(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         """True when a handshake with these (ASGI) headers passes the ``Origin`` allow-list."""
+        return self.origin_refusal(headers) is None
+
+    def origin_refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+        """Why a handshake with these (ASGI) headers fails the ``Origin`` allow-list (a
+        sentence naming the setting to change), or None when it passes."""
         origin = host = None
         for name, value in headers:
             if len(name) in (4, 6):
@@ -70,7 +75,7 @@ class Security:
                     origin = value.decode("latin-1")
                 elif lowered == b"host":
                     host = value.decode("latin-1")
-        return self.origins.allows(origin, host)
+        return self.origins.refusal(origin, host)
 
     def guard(self, connection: Guarded) -> ConnectionGuard:
         """The guard of a new connection."""
@@ -218,7 +223,8 @@ class ConnectionGuard:
     def _accept(self, principal: Principal) -> None:
         self._connection.principal = principal
         assert principal.expires_at is not None
-        self._schedule(principal.expires_at - self._security.clock(), TOKEN_EXPIRED)
+        deadline = principal.expires_at + self._security.verifier.leeway
+        self._schedule(deadline - self._security.clock(), TOKEN_EXPIRED)
 
     def _schedule(self, delay: float, reason: Disconnect) -> None:
         self.release()

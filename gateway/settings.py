@@ -6,14 +6,25 @@ This is the only module that reads the environment.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import logging
 import os
 import socket
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -24,6 +35,13 @@ from pydantic_settings import (
 
 from gateway.channels import DEFAULT_NAMESPACE, namespace_of
 from gateway.redaction import redact_url
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "GATEWAY_"
+CLIENT_VARIABLES = frozenset({"GATEWAY_URL"})
+"""``GATEWAY_*`` variables that are no server setting: the default ``--url`` of
+``gateway sub`` and ``gateway pub``."""
 
 
 class ConfigError(Exception):
@@ -48,6 +66,12 @@ class NamespaceOptions(BaseModel):
         return self.history_size > 0 and self.history_ttl > 0
 
 
+DEMO_NAMESPACES = {"demo": NamespaceOptions(presence=True, join_leave=True)}
+"""The default of ``namespaces``: the demo's ``chat:`` rooms show who is there. Any
+configured ``namespaces`` replaces it as a whole; unconfigured namespaces keep the
+default namespace's options (presence off)."""
+
+
 def _default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -56,7 +80,7 @@ class Settings(BaseSettings):
     """Every setting of the gateway; see the configuration table in docs/protocol.md."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", extra="forbid", frozen=True, validate_default=True
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
     )
 
     redis_url: str | None = None
@@ -67,6 +91,7 @@ class Settings(BaseSettings):
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    jwt_leeway: float = Field(default=5, ge=0)
     api_key: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     config: Path | None = None
@@ -78,6 +103,12 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(default=128, ge=1)
     rate: float = Field(default=100, ge=0)
     max_connections: int = Field(default=0, ge=0)
+    max_connections_per_ip: int = Field(default=0, ge=0)
+    handshake_timeout: float = Field(default=10, gt=0)
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"]
+    )
+    internal_port: int | None = Field(default=None, ge=1, le=65535)
     ping_seconds: float = Field(default=25, gt=0)
     drain_seconds: float = Field(default=10, ge=0)
     connect_timeout: float = Field(default=10, gt=0)
@@ -85,13 +116,28 @@ class Settings(BaseSettings):
     presence_ttl: float = Field(default=15, gt=0)
     permessage_deflate: bool = False
     strict_namespaces: bool = False
-    namespaces: dict[str, NamespaceOptions] = Field(default_factory=dict)
+    namespaces: dict[str, NamespaceOptions] = Field(default_factory=lambda: dict(DEMO_NAMESPACES))
 
-    @field_validator("allowed_origins", "jwt_algorithms", mode="before")
+    @field_validator("allowed_origins", "jwt_algorithms", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        if "*" in value and len(value) > 1:
+            raise ValueError("* trusts every peer: give it alone")
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not an IP address, a network (CIDR, host bits zero) or *"
+                    ) from None
         return value
 
     @field_validator("redis_url")
@@ -167,6 +213,49 @@ def child_environment(**settings: str | int | float | bool) -> dict[str, str]:
     return environment
 
 
+def environment_names(model: type[BaseSettings] = Settings) -> frozenset[str]:
+    """Every ``GATEWAY_*`` variable something reads, upper case: one per field of the
+    settings ``model`` (its alias, if it has one), and `CLIENT_VARIABLES`."""
+    names = set(CLIENT_VARIABLES)
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias.upper())
+        elif isinstance(alias, AliasChoices):
+            names.update(choice.upper() for choice in alias.choices if isinstance(choice, str))
+        else:
+            names.add(f"{ENV_PREFIX}{name}".upper())
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each ``GATEWAY_*`` variable of ``environ`` (default: this process's)
+    that nothing reads, naming the closest known name when one is close."""
+    environ = os.environ if environ is None else environ
+    known = environment_names()
+    problems = []
+    for variable in sorted(environ):
+        name = variable.upper()
+        if name.startswith(ENV_PREFIX) and name not in known:
+            problems.append(f"{variable} is not a setting{_suggestion(name, known)}")
+    return problems
+
+
+def warn_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
+    """Log (level warning) each of `unknown_variables`: a misspelt variable is otherwise
+    silently ignored."""
+    for problem in unknown_variables(environ):
+        log.warning("settings.unknown_variable %s", problem)
+
+
+def _suggestion(name: str, known: frozenset[str]) -> str:
+    """ "; did you mean NAME?" when a known name is close; the shared prefix is left out of
+    the comparison, else every ``GATEWAY_*`` name would look close."""
+    by_suffix = {known_name.removeprefix(ENV_PREFIX): known_name for known_name in known}
+    close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), sorted(by_suffix), n=1)
+    return f"; did you mean {by_suffix[close[0]]}?" if close else ""
+
+
 def _env_config_path() -> Path | None:
     value = os.environ.get("GATEWAY_CONFIG")
     return Path(value) if value else None
@@ -205,5 +294,40 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
-        problems.append(f"setting '{key}'{where}: {error['msg']}")
+        if error["type"] == "extra_forbidden":
+            problems.append(f"'{key}'{where} is not a setting{_closest_key(error['loc'])}")
+        else:
+            problems.append(f"setting '{key}'{where}: {error['msg']}")
     return "; ".join(problems)
+
+
+def _closest_key(loc: tuple[int | str, ...]) -> str:
+    """ "; did you mean 'KEY'?" for an unknown key at ``loc``, when a known one is close."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), sorted(model.model_fields), n=1)
+    if not close:
+        return ""
+    return "; did you mean '" + ".".join([*map(str, loc[:-1]), close[0]]) + "'?"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys sit at ``loc`` of the settings (``()``: `Settings`;
+    ``("namespaces", "chat")``: `NamespaceOptions`), or None when ``loc`` is no table."""
+    model: type[BaseModel] = Settings
+    parts = list(loc)
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return None
+        annotation = field.annotation
+        if get_origin(annotation) is dict:
+            if not parts:
+                return None
+            parts.pop(0)
+            annotation = get_args(annotation)[1]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model

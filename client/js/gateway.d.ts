@@ -61,7 +61,8 @@ export interface MessageFrame<T = unknown> extends Frame {
   data: T;
   offset?: number;
   epoch?: string;
-  from?: { client: string; user: string | null };
+  /** `info` is the publisher's presence info (the token's, or `{name}` chosen with `name`). */
+  from?: { client: string; user: string | null; info?: unknown };
 }
 
 export interface PresenceChange extends Frame {
@@ -188,6 +189,12 @@ export declare class Subscription extends Emitter<SubscriptionEvents> {
 export interface ClientOptions {
   /** A connection JWT, or a function returning a fresh one (called again before expiry and after 4001). */
   token?: string | (() => string | Promise<string>);
+  /**
+   * Without auth: the display name others see (presence `info` and `from.info`: `{name}`),
+   * sent as `?name=` (at most 64 characters); a function is asked before each connection.
+   * Ignored by a server with auth on, where the token's `info` shows.
+   */
+  name?: string | (() => string | null | undefined);
   /** A WebSocket implementation; defaults to globalThis.WebSocket. */
   WebSocket?: typeof WebSocket;
   /** Backoff base and cap in ms (full jitter): defaults 250 and 10000. */
@@ -230,6 +237,8 @@ export declare class GatewayClient extends Emitter<ClientEvents> {
 }
 
 export declare function splitFrames(text: string): Frame[];
+/** `url` with `?name=` set to the display name (unchanged when blank). */
+export declare function withName(url: string, name?: string | null): string;
 export declare function backoffDelay(
   attempt: number,
   limits: { minDelay: number; maxDelay: number },

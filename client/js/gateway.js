@@ -6,6 +6,7 @@
 //
 //   import { GatewayClient } from "/client/gateway.js";
 //   const client = new GatewayClient("wss://example.com/ws", { token: fetchToken });
+//   // or, without auth: new GatewayClient(url, { name: "Zoë" }): others see that name
 //   client.subscribe("chat:lobby", { message: (m) => console.log(m.data) });
 //   client.connect();
 //   await client.publish("chat:lobby", { text: "hi" });
@@ -46,6 +47,19 @@ export function splitFrames(text) {
     if (line.trim()) frames.push(JSON.parse(line));
   }
   return frames;
+}
+
+/**
+ * `url` with `?name=` set to a display name, or unchanged without one. An anonymous
+ * connection's name becomes its presence `info` and the `from.info` of its messages
+ * (`{name}`); with auth on the server ignores it (the token's `info` shows instead).
+ */
+export function withName(url, name) {
+  const chosen = typeof name === "string" ? name.trim() : "";
+  if (!chosen) return url;
+  const parsed = new URL(url);
+  parsed.searchParams.set("name", chosen);
+  return parsed.href;
 }
 
 /** Full-jitter backoff: a random delay in [0, min(maxDelay, minDelay * 2^attempt)). */
@@ -396,7 +410,8 @@ export class GatewayClient extends Emitter {
     if (!this._wanted) return;
     let ws;
     try {
-      ws = new this._WebSocket(url, SUBPROTOCOL);
+      const { name } = this.options;
+      ws = new this._WebSocket(withName(url, typeof name === "function" ? name() : name), SUBPROTOCOL);
     } catch (error) {
       this._scheduleReconnect({ code: 1006, reason: String(error?.message ?? error) }, "backoff");
       return;

@@ -22,6 +22,7 @@ import yaml
 
 from gateway import nginx
 from gateway.cluster import find_program, write_nginx_config
+from gateway.ports import INTERNAL_PATHS
 from gateway.settings import Settings, load_settings
 from tests.support.gateways import REPO_ROOT
 
@@ -104,6 +105,19 @@ def test_compose_environment_names_only_real_settings(compose: dict[str, Any]) -
             assert name in Settings.model_fields, f"{variable} is not a gateway setting"
 
 
+def test_compose_replicas_keep_their_internal_port_off_nginx(compose: dict[str, Any]) -> None:
+    upstreams = compose["services"]["nginx"]["environment"]["NGINX_UPSTREAM_SERVERS"]
+    public_ports = set(re.findall(r"server [\w.-]+:(\d+);", upstreams))
+    assert public_ports == {"8000"}
+    for name, service in gateway_services(compose).items():
+        internal = service["environment"]["GATEWAY_INTERNAL_PORT"]
+        assert internal not in public_ports, name
+        assert internal in service["expose"], name
+        for published in service.get("ports", []):
+            host, _, container = published.rsplit(":", 2)
+            assert host == "127.0.0.1" and container == internal, (name, published)
+
+
 def test_compose_stop_grace_period_outlasts_the_drain(compose: dict[str, Any]) -> None:
     for name, service in gateway_services(compose).items():
         drain = float(service["environment"].get("GATEWAY_DRAIN_SECONDS", DEFAULTS.drain_seconds))
@@ -162,9 +176,34 @@ def k8s_documents() -> Iterator[tuple[str, dict[str, Any]]]:
                 yield path.name, document
 
 
+def k8s_resources(kind: str) -> dict[str, dict[str, Any]]:
+    """The manifests of one kind, by name."""
+    return {
+        document["metadata"]["name"]: document
+        for _, document in k8s_documents()
+        if document["kind"] == kind
+    }
+
+
 def k8s_resource(kind: str) -> dict[str, Any]:
-    [found] = [document for _, document in k8s_documents() if document["kind"] == kind]
+    [found] = k8s_resources(kind).values()
     return found
+
+
+def gateway_container() -> dict[str, Any]:
+    [container] = k8s_resource("Deployment")["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def container_ports() -> dict[str, int]:
+    return {port["name"]: port["containerPort"] for port in gateway_container()["ports"]}
+
+
+def container_env(name: str) -> str:
+    [value] = [
+        variable["value"] for variable in gateway_container()["env"] if variable["name"] == name
+    ]
+    return str(value)
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -176,7 +215,7 @@ def test_manifests_pass_kubernetes_validate(version: str) -> None:
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{name}: {exc.message} at {'.'.join(map(str, exc.path))}")
         kinds.add(document["kind"])
-    expected = {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"}
+    expected = {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler", "NetworkPolicy"}
     assert kinds == expected | {"PodDisruptionBudget", "ConfigMap"}
 
 
@@ -220,6 +259,59 @@ def test_deployment_references_secrets_that_are_not_committed() -> None:
     }
     assert {"GATEWAY_JWT_SECRET", "GATEWAY_API_KEY"} <= from_secrets
     assert all(document["kind"] != "Secret" for _, document in k8s_documents())
+
+
+def test_the_deployment_serves_internal_endpoints_on_their_own_port() -> None:
+    ports = container_ports()
+    assert int(container_env("GATEWAY_INTERNAL_PORT")) == ports["internal"] != ports["http"]
+    container = gateway_container()
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == "internal", probe
+    annotations = k8s_resource("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == ports["internal"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_the_ingress_reaches_only_the_public_port() -> None:
+    """Every Ingress backend is a Service port that targets the container's public port;
+    the internal port has a Service of its own that no Ingress names."""
+    services = k8s_resources("Service")
+    ingress_backends = [
+        path["backend"]["service"]
+        for rule in k8s_resource("Ingress")["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert ingress_backends
+    for backend in ingress_backends:
+        [port] = [
+            port
+            for port in services[backend["name"]]["spec"]["ports"]
+            if port["name"] == backend["port"]["name"]
+        ]
+        assert port["targetPort"] == "http"
+    [internal] = [
+        name
+        for name, service in services.items()
+        if [port["targetPort"] for port in service["spec"]["ports"]] == ["internal"]
+    ]
+    assert internal not in {backend["name"] for backend in ingress_backends}
+    for service in services.values():
+        targets = {port["targetPort"] for port in service["spec"]["ports"]}
+        assert targets in ({"http"}, {"internal"}), "a Service mixes public and internal"
+
+
+def test_the_network_policy_opens_the_public_port_and_guards_the_internal_one() -> None:
+    policy = k8s_resource("NetworkPolicy")
+    deployment = k8s_resource("Deployment")
+    assert policy["spec"]["podSelector"] == deployment["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {
+        tuple(port["port"] for port in rule["ports"]): rule for rule in policy["spec"]["ingress"]
+    }
+    assert set(rules) == {("http",), ("internal",)}
+    assert "from" not in rules[("http",)], "clients come through the ingress controller"
+    assert rules[("internal",)]["from"], "the internal port needs a list of who may reach it"
 
 
 def test_ingress_timeouts_exceed_the_ping_interval() -> None:
@@ -283,6 +375,29 @@ def test_nginx_t_rejects_a_broken_template(tmp_path: Path) -> None:
     broken = nginx.TEMPLATE.read_text().replace("proxy_http_version 1.1;", "proxy_http_versio 1.1;")
     result = nginx_test(tmp_path, broken)
     assert result.returncode != 0 and "proxy_http_versio" in result.stderr
+
+
+def test_nginx_refuses_the_internal_paths_before_proxying() -> None:
+    template = nginx.TEMPLATE.read_text()
+    blocks = re.findall(r"location ~ (\S+) \{\s*return 404;\s*\}", template)
+    assert len(blocks) == 1
+    refused = re.compile(blocks[0])
+    for path in INTERNAL_PATHS:
+        for variant in (path, path + "/", path + "/anything"):
+            assert refused.search(variant), variant
+    for public in ("/", "/ws", "/websocket", "/healthz", "/readyz", "/client/gateway.js", "/apis"):
+        assert not refused.search(public), public
+
+
+def test_haproxy_refuses_the_internal_paths_and_checks_the_internal_port() -> None:
+    text = HAPROXY_CFG.read_text()
+    [pattern] = re.findall(r"acl internal_path path_reg (\S+)", text)
+    assert re.search(r"http-request deny deny_status 404 if internal_path", text)
+    refused = re.compile(pattern)
+    assert all(refused.search(path) for path in INTERNAL_PATHS)
+    assert not any(refused.search(path) for path in ("/", "/ws", "/readyz", "/apis"))
+    assert re.search(r"default-server check port 9000 ", text)
+    assert re.findall(r"server gateway-\d gateway-\d:(\d+)", text) == ["8000"] * 3
 
 
 def test_nginx_upgrades_websockets_and_outwaits_pings() -> None:

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.support.browser import ARTIFACTS, chromium, page_errors, serve_page
+from tests.support.demo import TIMEOUT_MS, open_demo, say, texts
 from tests.support.gateways import GatewayProcess
 from tests.support.inprocess import serve_app
 from tests.support.proxy import TcpProxy
 from tests.support.redis_server import RedisServer
-
-CHAT_NAMESPACE = orjson.dumps({"chat": {"presence": True, "join_leave": True}}).decode()
-TIMEOUT_MS = 15_000
 
 CLASSIC_CHAT = """<!doctype html>
 <html><body>
@@ -46,29 +43,15 @@ CLASSIC_CHAT = """<!doctype html>
 def replicas(
     gateways: Callable[..., list[GatewayProcess]], redis_server: RedisServer
 ) -> list[GatewayProcess]:
-    return gateways(2, redis_url=redis_server.url, namespaces=CHAT_NAMESPACE)
-
-
-async def open_demo(page: Page, base_url: str, room: str, name: str) -> None:
-    await page.goto(f"{base_url}/?room={room}&name={name}")
-    await expect(page.locator("#state")).to_have_attribute("data-state", "ok", timeout=TIMEOUT_MS)
-    await expect(page.locator("#room-status")).to_have_text("joined", timeout=TIMEOUT_MS)
-
-
-async def say(page: Page, text: str) -> None:
-    await page.fill("#text", text)
-    await page.press("#text", "Enter")
-
-
-def texts(page: Page) -> object:
-    return page.locator("#log li.msg .text")
+    """Two replicas with the default settings: the demo namespace has presence."""
+    return gateways(2, redis_url=redis_server.url)
 
 
 async def test_demo_pages_on_two_replicas_chat_and_recover_after_a_replica_dies(
     replicas: list[GatewayProcess],
 ) -> None:
     doomed, survivor = replicas
-    room = "chat:e2e-recovery"
+    room = "demo:e2e-recovery"
     async with TcpProxy(doomed.port) as balancer, chromium() as browser:
         alice, bob = await browser.new_page(), await browser.new_page()
         errors = page_errors(alice) + page_errors(bob)
@@ -103,6 +86,7 @@ async def test_demo_pages_on_two_replicas_chat_and_recover_after_a_replica_dies(
         for page in (alice, bob):
             await expect(texts(page)).to_have_text(expected, timeout=TIMEOUT_MS)
         await expect(alice.locator("#room-status")).to_contain_text("recovered 3")
+        await expect(bob.locator("#log li.sys.recovered")).to_have_count(0)
 
         ARTIFACTS.mkdir(exist_ok=True)
         await alice.set_viewport_size({"width": 1180, "height": 720})
@@ -116,15 +100,21 @@ async def test_demo_joins_several_rooms_and_says_when_presence_is_off(
     async with chromium() as browser:
         page = await browser.new_page()
         errors = page_errors(page)
-        await open_demo(page, replicas[0].http_url, "chat:first", "carol")
+        await open_demo(page, replicas[0].http_url, "demo:first", "carol")
         await page.fill("#room-input", "plain:second")
+        await expect(page.locator("#room-hint")).to_have_text(
+            "room plain:second of namespace plain"
+        )
         await page.press("#room-input", "Enter")
+        await expect(page.locator("#room-title")).to_have_text("plain:second")
         await expect(page.locator("#room-status")).to_have_text("joined", timeout=TIMEOUT_MS)
-        await expect(page.locator("#presence-note")).to_contain_text("Presence is off")
+        await expect(page.locator("#presence-note")).to_contain_text(
+            "No presence in namespace plain"
+        )
         await say(page, "in the second room")
         await expect(texts(page)).to_have_text(["in the second room"], timeout=TIMEOUT_MS)
-        await page.click("#rooms li[data-room='chat:first']")
-        await expect(page.locator("#room-title")).to_have_text("#first")
+        await page.click("#rooms li[data-room='demo:first']")
+        await expect(page.locator("#room-title")).to_have_text("demo:first")
         await expect(texts(page)).to_have_count(0)
         await expect(page.locator("#presence li")).to_have_count(1, timeout=TIMEOUT_MS)
         assert errors == []
@@ -161,7 +151,7 @@ async def test_demo_works_when_mounted_under_a_prefix(
     async with serve_app(host) as port, chromium() as browser:
         page = await browser.new_page()
         errors = page_errors(page)
-        await open_demo(page, f"http://127.0.0.1:{port}/realtime", "chat:mounted", "dana")
+        await open_demo(page, f"http://127.0.0.1:{port}/realtime", "demo:mounted", "dana")
         await say(page, "through the mount")
         await expect(texts(page)).to_have_text(["through the mount"], timeout=TIMEOUT_MS)
         assert errors == []

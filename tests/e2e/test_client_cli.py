@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 import orjson
+import pytest
 
 from tests.support.client import ProtocolClient
 from tests.support.gateways import REPO_ROOT, GatewayProcess, gateway_env
@@ -37,9 +38,19 @@ async def gateway_cli(*args: str, **env: str) -> asyncio.subprocess.Process:
 
 async def run(*args: str, **env: str) -> tuple[int, str, str]:
     process = await gateway_cli(*args, **env)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"gateway {' '.join(args)} did not exit within 30 s") from None
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+def clean(stderr: str) -> bool:
+    """No traceback, no asyncio complaint: only the CLI's own lines."""
+    return "Traceback" not in stderr and "Task exception" not in stderr
 
 
 async def read_line(process: asyncio.subprocess.Process) -> dict[str, object]:
@@ -128,3 +139,46 @@ async def test_sub_of_a_refused_channel_exits_non_zero(cluster: list[GatewayProc
     status, out, err = await run("sub", "bad channel", "--url", cluster[0].ws_url)
     assert status != 0 and out == ""
     assert "bad_request" in err
+
+
+COMMANDS = [("pub", "cli:x", "1"), ("sub", "cli:x")]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=["pub", "sub"])
+async def test_an_http_url_exits_2_at_once_naming_the_expected_form(
+    cluster: list[GatewayProcess], command: tuple[str, ...]
+) -> None:
+    url = f"http://127.0.0.1:{cluster[0].port}/ws"
+    status, out, err = await run(*command, "--url", url)
+    assert status == 2 and out == "" and clean(err), err
+    assert f"gateway {command[0]}: --url: {url!r} is not a WebSocket URL" in err
+    assert "ws://HOST[:PORT]/ws or wss://HOST[:PORT]/ws" in err
+    assert f"did you mean {cluster[0].ws_url}?" in err
+
+
+async def test_a_bad_gateway_url_variable_is_named() -> None:
+    status, _, err = await run("sub", "cli:x", GATEWAY_URL="127.0.0.1:8000/ws")
+    assert status == 2 and clean(err), err
+    assert "GATEWAY_URL: '127.0.0.1:8000/ws' is not a WebSocket URL" in err
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=["pub", "sub"])
+async def test_the_plain_text_endpoint_is_refused_with_a_hint_for_ws(
+    cluster: list[GatewayProcess], command: tuple[str, ...]
+) -> None:
+    status, out, err = await run(*command, "--url", cluster[0].plain_url)
+    assert status == 1 and out == "" and clean(err), err
+    assert f"refused: {cluster[0].plain_url} accepted the WebSocket without" in err
+    assert "/websocket is the plain-text endpoint" in err and cluster[0].ws_url in err
+
+
+@pytest.mark.parametrize("path", ["/", "/nope"])
+@pytest.mark.parametrize("command", COMMANDS, ids=["pub", "sub"])
+async def test_a_path_without_websockets_is_refused_with_a_hint_for_ws(
+    cluster: list[GatewayProcess], command: tuple[str, ...], path: str
+) -> None:
+    url = f"ws://127.0.0.1:{cluster[0].port}{path}"
+    status, out, err = await run(*command, "--url", url)
+    assert status == 1 and out == "" and clean(err), err
+    assert f"refused: {url} refused the WebSocket handshake with HTTP 403" in err
+    assert f"protocol endpoint is /ws (under its mount prefix, if any): {cluster[0].ws_url}" in err

@@ -74,6 +74,26 @@ async def test_messages_cross_replicas_behind_nginx(three_replicas: ClusterProce
         await asyncio.gather(*(client.close() for client in clients))
 
 
+async def test_operator_endpoints_are_on_internal_ports_and_never_through_nginx(
+    three_replicas: ClusterProcess,
+) -> None:
+    internal_paths = ["/api/info", "/metrics", "/admin", "/docs", "/redoc", "/openapi.json"]
+    replicas = [three_replicas.children[name] for name in sorted(three_replicas.replica_names())]
+    assert all(replica.internal for replica in replicas)
+    assert f"admin       {replicas[0].internal}/admin" in three_replicas.stdout()
+    async with httpx.AsyncClient() as http:
+        for path in internal_paths:
+            assert (await http.get(three_replicas.url + path)).status_code == 404, path
+            for replica in replicas:
+                assert (await http.get(replica.address + path)).status_code == 404, path
+        for replica in replicas:
+            assert replica.internal is not None
+            for path in ("/metrics", "/admin", "/docs", "/readyz"):
+                assert (await http.get(replica.internal + path)).status_code == 200, path
+            assert (await http.get(replica.internal + "/api/info")).status_code == 401
+        assert (await http.get(three_replicas.url + "/healthz")).status_code == 200
+
+
 async def test_demo_page_and_plain_text_through_nginx(three_replicas: ClusterProcess) -> None:
     async with httpx.AsyncClient(base_url=three_replicas.url) as http:
         page = await http.get("/")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 
 import httpx
 from fastapi import FastAPI
@@ -39,8 +38,3 @@ async def test_demo_imports_the_client_relative_to_its_base_under_a_mount(
     assert '<base href="/realtime/">' in page.text
     assert 'from "./client/gateway.js"' in page.text
     assert script.status_code == 200
-
-
-def test_packaged_copy_of_the_browser_client_is_the_source() -> None:
-    packaged = resources.files("gateway").joinpath("static/gateway.js").read_text("utf-8")
-    assert packaged == BROWSER_CLIENT_SOURCE.read_text("utf-8")

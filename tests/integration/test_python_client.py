@@ -143,6 +143,60 @@ async def test_unreachable_gateway_fails_after_the_allowed_attempts() -> None:
         assert failed.value.code == "unreachable"
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/ws", "ws:///ws", "127.0.0.1:8000"])
+def test_a_url_that_is_not_a_websocket_url_is_refused_at_once(url: str) -> None:
+    with pytest.raises(ValueError, match=r"not a WebSocket URL: expected ws://HOST\[:PORT\]/ws"):
+        GatewayClient(url)
+
+
+@pytest.mark.parametrize(("path", "status"), [("/", 403), ("/nope", 403), ("/websocket", None)])
+async def test_a_url_that_is_no_protocol_endpoint_stops_the_client_refused(
+    local_gateway: LocalGateway, path: str, status: int | None
+) -> None:
+    url = local_gateway.ws_url.removesuffix("/ws") + path
+    attempts: list[object] = []
+    async with fast(url) as client:
+        client.on("connecting", attempts.append)
+        with pytest.raises(GatewayClientError) as refused:
+            await client.publish("py:x", 1)
+        assert refused.value.code == "refused" and refused.value.status == status
+        assert url in refused.value.message
+        with pytest.raises(GatewayClientError):
+            await client.connected()
+    assert len(attempts) == 1, "a refused handshake is not retried"
+
+
+async def test_a_display_name_shows_in_presence_and_on_messages(
+    local_gateway: LocalGateway,
+) -> None:
+    url = f"{local_gateway.ws_url}?x="
+    async with fast(url, name="Zoë") as zoe, fast(local_gateway.ws_url) as reader:
+        subscription = reader.subscribe("chat:py-names")
+        await subscription.subscribed()
+        async with zoe.subscribe("chat:py-names") as own:
+            await own.subscribed()
+            await zoe.publish("chat:py-names", "hi")
+            message = await next_message(subscription)
+            assert message.data == "hi" and message.info == {"name": "Zoë"}
+            presence = await reader.presence("chat:py-names")
+            zoe_id = (await zoe.connected())["client"]
+            assert presence["clients"][zoe_id] == {"user": None, "info": {"name": "Zoë"}}
+
+
+async def test_a_refused_handshake_stops_with_the_servers_reason(
+    local_gateway: LocalGateway,
+) -> None:
+    async with fast(local_gateway.ws_url, name="n" * 65) as client:
+        with pytest.raises(GatewayClientError) as failed:
+            await client.connected()
+        assert failed.value.code == "closed"
+        assert "HTTP 400: name must be at most 64 characters" in str(failed.value)
+        assert (
+            client.last_error
+            == "handshake refused with HTTP 400: name must be at most 64 characters"
+        )
+
+
 async def test_history_pages_follow_more_until_every_message_is_read(
     settings_factory: Callable[..., Settings],
 ) -> None:

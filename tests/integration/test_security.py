@@ -177,11 +177,12 @@ async def test_hs256_token_against_an_rs256_key_closes_4001(serve: Callable[...,
 
 
 async def test_token_expiry_closes_with_4001(settings_factory: Callable[..., Settings]) -> None:
-    async with direct(settings_factory) as gateway:
+    """The close comes at ``exp`` plus the clock-skew leeway, not before."""
+    async with direct(settings_factory, jwt_leeway=1) as gateway:
         expires = int(time.time()) + 2
         client = await as_user(gateway, sign({"sub": "alice", "exp": expires}))
         code, frames = await client.closed(timeout=10)
-        assert code == 4001 and time.time() >= expires
+        assert code == 4001 and time.time() >= expires + 1
         assert frames[-1] == {
             "op": "disconnect",
             "code": 4001,
@@ -193,7 +194,7 @@ async def test_token_expiry_closes_with_4001(settings_factory: Callable[..., Set
 async def test_refresh_keeps_the_connection_past_the_first_expiry(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    async with direct(settings_factory) as gateway:
+    async with direct(settings_factory, jwt_leeway=0) as gateway:
         first = int(time.time()) + 3
         client = await as_user(gateway, sign({"sub": "alice", "exp": first}))
         second = first + 2

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, Response, async_playwright
 
 from tests.support.gateways import REPO_ROOT
 
@@ -53,6 +53,24 @@ def page_errors(page: Page) -> list[str]:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     return errors
+
+
+def page_problems(page: Page) -> list[str]:
+    """Everything a developer would see in red: uncaught errors, console errors, and
+    responses of 400 and above (a missing favicon too). For asserting there were none."""
+    problems = page_errors(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console error: {message.text}")
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400:
+            problems.append(f"HTTP {response.status} {response.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
+    return problems
 
 
 @contextmanager

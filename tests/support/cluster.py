@@ -15,7 +15,10 @@ from pathlib import Path
 from tests.support.gateways import REPO_ROOT, gateway_env
 from tests.support.net import free_port, wait_until_sync
 
-CHILD_LINE = re.compile(r"^  (?P<name>\S+)\s+pid (?P<pid>\d+)\s+(?P<address>\S+)$", re.MULTILINE)
+CHILD_LINE = re.compile(
+    r"^  (?P<name>\S+)\s+pid (?P<pid>\d+)\s+(?P<address>\S+)(?:  internal (?P<internal>\S+))?$",
+    re.MULTILINE,
+)
 READY_LINE = "Ctrl-C stops everything."
 
 
@@ -24,6 +27,7 @@ class ClusterChild:
     name: str
     pid: int
     address: str
+    internal: str | None = None
 
     @property
     def port(self) -> int:
@@ -75,7 +79,9 @@ class ClusterProcess:
         self.launch(*args)
         wait_until_sync(self._announced, timeout, "gateway cluster to announce itself")
         self.children = {
-            match["name"]: ClusterChild(match["name"], int(match["pid"]), match["address"])
+            match["name"]: ClusterChild(
+                match["name"], int(match["pid"]), match["address"], match["internal"]
+            )
             for match in CHILD_LINE.finditer(self.stdout())
         }
         return self

@@ -22,6 +22,8 @@ from tests.support.tokens import (
 )
 
 NOW = 1_800_000_000.0
+LEEWAY = Settings.model_fields["jwt_leeway"].default
+"""Seconds of clock skew tolerated on exp and nbf by default."""
 
 
 def clock() -> float:
@@ -150,14 +152,14 @@ def test_unusable_public_key_stops_start_up(verifier: Callable[..., TokenVerifie
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"sub": "alice", "exp": NOW}, "token expired"),
+        ({"sub": "alice", "exp": NOW - LEEWAY}, "token expired"),
         ({"sub": "alice", "exp": NOW - 3600}, "token expired"),
         ({"sub": "alice"}, "token needs an exp claim"),
         ({"sub": "alice", "exp": "tomorrow"}, "claim exp must be a number"),
         ({"exp": NOW + 60}, "token needs a sub claim (a non-empty string)"),
         ({"sub": "", "exp": NOW + 60}, "token needs a sub claim (a non-empty string)"),
         ({"sub": 42, "exp": NOW + 60}, "token needs a sub claim (a non-empty string)"),
-        ({"sub": "alice", "exp": NOW + 60, "nbf": NOW + 30}, "token not valid yet"),
+        ({"sub": "alice", "exp": NOW + 60, "nbf": NOW + LEEWAY + 1}, "token not valid yet"),
         ({**claims(), "channels": "chat:*"}, "claim channels must be a list of strings"),
         ({**claims(), "publish": [1, 2]}, "claim publish must be a list of strings"),
         ({**claims(), "info": ["not", "an", "object"]}, "claim info must be an object"),
@@ -173,8 +175,32 @@ def test_bad_connection_token_is_refused(
 
 def test_expired_is_flagged(verifier: Callable[..., TokenVerifier]) -> None:
     with pytest.raises(TokenError) as caught:
-        verifier(jwt_secret=SECRET).connection(sign({"sub": "alice", "exp": NOW - 1}))
+        verifier(jwt_secret=SECRET).connection(sign({"sub": "alice", "exp": NOW - LEEWAY - 1}))
     assert caught.value.expired
+
+
+@pytest.mark.parametrize("leeway", [0, LEEWAY, 30])
+@pytest.mark.parametrize("kind", ["connection", "subscription"])
+def test_exp_and_nbf_hold_to_the_leeway_and_not_beyond(
+    verifier: Callable[..., TokenVerifier], leeway: float, kind: str
+) -> None:
+    """At exactly ``exp + leeway`` a token has expired; a moment before, it is still good.
+    It is good from exactly ``nbf - leeway``, and not a moment before."""
+    verify = getattr(verifier(jwt_secret=SECRET, jwt_leeway=leeway), kind)
+    base = {"sub": "alice"} | ({"channel": "$room"} if kind == "subscription" else {})
+    moment = 0.25
+    assert verify(sign({**base, "exp": NOW - leeway + moment}))
+    assert refusal(verify, sign({**base, "exp": NOW - leeway})) == "token expired"
+    assert verify(sign({**base, "exp": NOW + 60, "nbf": NOW + leeway}))
+    not_yet = sign({**base, "exp": NOW + 60, "nbf": NOW + leeway + moment})
+    assert refusal(verify, not_yet) == "token not valid yet"
+
+
+def test_leeway_comes_from_the_settings(settings_factory: Callable[..., Settings]) -> None:
+    assert settings_factory().jwt_leeway == 5
+    assert TokenVerifier(settings_factory(jwt_leeway=12.5), clock).leeway == 12.5
+    with pytest.raises(ValueError, match="jwt_leeway"):
+        settings_factory(jwt_leeway=-1)
 
 
 def test_audience_and_issuer_when_configured(verifier: Callable[..., TokenVerifier]) -> None:
@@ -206,7 +232,7 @@ def test_subscription_token(verifier: Callable[..., TokenVerifier]) -> None:
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"sub": "alice", "channel": "$room", "exp": NOW - 1}, "token expired"),
+        ({"sub": "alice", "channel": "$room", "exp": NOW - LEEWAY - 1}, "token expired"),
         ({"sub": "alice", "channel": "$room"}, "token needs an exp claim"),
         ({"sub": "alice", "exp": NOW + 60}, "a subscription token needs a channel claim"),
         ({"channel": "$room", "exp": NOW + 60}, "token needs a sub claim (a non-empty string)"),

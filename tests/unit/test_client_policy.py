@@ -14,6 +14,7 @@ from gateway_client.policy import (
     handshake_retryable,
     refresh_delay,
     token_expiry,
+    with_name,
 )
 
 
@@ -70,3 +71,10 @@ def test_refresh_comes_a_fifth_of_the_remaining_life_before_expiry_at_most_30s()
     assert refresh_delay(now + 10, now) == pytest.approx(8)
     assert refresh_delay(now + 3600, now) == pytest.approx(3570)
     assert refresh_delay(now - 5, now) == 0
+
+
+def test_a_display_name_goes_into_the_query_with_the_other_parameters() -> None:
+    assert with_name("ws://h:1/ws", "Zoë & co") == "ws://h:1/ws?name=Zo%C3%AB+%26+co"
+    assert with_name("ws://h:1/ws?x=&name=old", " bob ") == "ws://h:1/ws?x=&name=bob"
+    assert with_name("ws://h:1/ws?token=a.b.c", None) == "ws://h:1/ws?token=a.b.c"
+    assert with_name("ws://h:1/ws", "  ") == "ws://h:1/ws"

@@ -150,6 +150,15 @@ def test_message_frame_with_and_without_position() -> None:
     assert frame["offset"] == 7 and frame["epoch"] == 'ep"och'
 
 
+def test_message_frame_names_the_publishers_info() -> None:
+    head = protocol.message_head("chat", "hi", "c1", None, {"name": "Zoë"})
+    assert orjson.loads(protocol.close_message(head))["from"] == {
+        "client": "c1",
+        "user": None,
+        "info": {"name": "Zoë"},
+    }
+
+
 def test_server_api_messages_carry_no_from() -> None:
     head = protocol.message_head("chat", 1, None, None)
     assert "from" not in orjson.loads(protocol.close_message(head))

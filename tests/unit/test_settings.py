@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
+from pydantic import AliasChoices, Field
 
-from gateway.settings import ConfigError, NamespaceOptions, Settings, load_settings
+from gateway.settings import (
+    ConfigError,
+    NamespaceOptions,
+    Settings,
+    environment_names,
+    load_settings,
+    unknown_variables,
+    warn_unknown_variables,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +72,20 @@ def test_toml_file_with_namespaces(tmp_path: Path) -> None:
     assert settings.namespace("plain") == NamespaceOptions()
 
 
+def test_the_demos_chat_namespace_has_presence_until_namespaces_are_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings()
+    assert settings.namespace("chat:lobby") == NamespaceOptions(presence=True, join_leave=True)
+    assert settings.namespace("chat") == NamespaceOptions()
+    assert settings.namespace("news:today") == NamespaceOptions()
+    assert NamespaceOptions().presence is False
+    replaced = load_settings(write(tmp_path, "[namespaces.news]\npublish = false\n"))
+    assert replaced.namespace("chat:lobby") == NamespaceOptions()
+    monkeypatch.setenv("GATEWAY_NAMESPACES", "{}")
+    assert load_settings().namespace("chat:lobby") == NamespaceOptions()
+
+
 def test_unconfigured_namespace_takes_the_default_one(tmp_path: Path) -> None:
     path = write(tmp_path, "[namespaces.default]\nhistory_size = 0\n")
     settings = load_settings(path)
@@ -108,3 +132,84 @@ def test_settings_are_immutable() -> None:
     settings = Settings()
     with pytest.raises(ValueError):
         settings.max_queue = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "max_qeue = 5\n",
+            "'max_qeue' (config file {path}) is not a setting; did you mean 'max_queue'?",
+        ),
+        (
+            "[namespaces.chat]\nhistroy_size = 1\n",
+            "'namespaces.chat.histroy_size' (config file {path}) is not a setting;"
+            " did you mean 'namespaces.chat.history_size'?",
+        ),
+        ("[namespace.chat]\npresence = true\n", "did you mean 'namespaces'?"),
+        ("zzzz = 1\n", "'zzzz' (config file {path}) is not a setting"),
+    ],
+)
+def test_an_unknown_key_in_the_file_gets_the_closest_known_name(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert problem.format(path=path) in str(raised.value)
+    assert "Extra inputs" not in str(raised.value)
+    if text.startswith("zzzz"):
+        assert "did you mean" not in str(raised.value)
+
+
+def test_every_field_is_a_known_environment_name() -> None:
+    names = environment_names()
+    assert {f"GATEWAY_{field.upper()}" for field in Settings.model_fields} <= names
+    assert {"GATEWAY_URL", "GATEWAY_CONFIG", "GATEWAY_API_KEY"} <= names
+
+
+def test_known_names_follow_the_fields_and_their_aliases() -> None:
+    class Wider(Settings):
+        new_knob: int = 1
+        renamed: int = Field(default=1, validation_alias=AliasChoices("GATEWAY_OLD", "gw_new"))
+
+    names = environment_names(Wider)
+    assert {"GATEWAY_NEW_KNOB", "GATEWAY_OLD", "GW_NEW"} <= names
+    assert "GATEWAY_RENAMED" not in names and "GATEWAY_NEW_KNOB" not in environment_names()
+
+
+@pytest.mark.parametrize(
+    ("variable", "problem"),
+    [
+        ("GATEWAY_APIKEY", "GATEWAY_APIKEY is not a setting; did you mean GATEWAY_API_KEY?"),
+        ("GATEWAY_REDISURL", "GATEWAY_REDISURL is not a setting; did you mean GATEWAY_REDIS_URL?"),
+        ("gateway_max_qeue", "gateway_max_qeue is not a setting; did you mean GATEWAY_MAX_QUEUE?"),
+        ("GATEWAY_ZZZZQQQ", "GATEWAY_ZZZZQQQ is not a setting"),
+    ],
+)
+def test_an_unknown_gateway_variable_is_named_with_the_closest_setting(
+    variable: str, problem: str
+) -> None:
+    assert unknown_variables({variable: "1", "HOME": "/root"}) == [problem]
+
+
+def test_known_variables_and_other_prefixes_are_not_reported() -> None:
+    environ = {
+        "GATEWAY_URL": "ws://127.0.0.1:8000/ws",
+        "GATEWAY_CONFIG": "/etc/gateway.toml",
+        "GATEWAY_API_KEY": "k",
+        "gateway_rate": "5",
+        "MY_GATEWAY_THING": "1",
+        "GATEWAYS": "1",
+    }
+    assert unknown_variables(environ) == []
+
+
+def test_unknown_variables_are_logged_as_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gateway.settings"):
+        warn_unknown_variables({"GATEWAY_APIKEY": "x", "GATEWAY_RATE": "1"})
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "settings.unknown_variable GATEWAY_APIKEY is not a setting; did you mean GATEWAY_API_KEY?"
+    )

@@ -146,3 +146,24 @@ test("join and leave reach the subscription", { skip: SKIP }, async (t) => {
   visitor.close();
   assert.equal((await left).client, visitorWelcome.client);
 });
+
+test("a display name shows in presence, join and from.info; a function is asked at each connection", { skip: SKIP }, async (t) => {
+  const room = channel("pres");
+  const watcher = client(t, URLS[0], { name: "Watcher" });
+  const received = [];
+  const subscription = watcher.subscribe(room, (message) => received.push(message));
+  await watcher.connect();
+  await waitFor(() => subscription.state === "subscribed", "subscribed");
+  const joined = next(subscription, "join", 5000, (event) => event.info?.name === "Zoë");
+  let asked = 0;
+  const visitor = client(t, URLS[1], { name: () => (asked++, "Zoë") });
+  visitor.subscribe(room);
+  const visitorWelcome = await visitor.connect();
+  assert.deepEqual((await joined).info, { name: "Zoë" });
+  const { clients } = await watcher.presence(room);
+  assert.deepEqual(clients[visitorWelcome.client], { user: null, info: { name: "Zoë" } });
+  await visitor.publish(room, "hi");
+  await waitFor(() => received.length === 1, "the message");
+  assert.deepEqual(received[0].from, { client: visitorWelcome.client, user: null, info: { name: "Zoë" } });
+  assert.equal(asked, 1);
+});

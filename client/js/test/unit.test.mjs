@@ -10,6 +10,7 @@ import {
   refreshDelay,
   splitFrames,
   tokenExpiry,
+  withName,
 } from "../gateway.js";
 import { makeToken } from "./helpers.mjs";
 
@@ -110,4 +111,11 @@ test("commands of a closed client fail at once with the code closed", async () =
   client.connect().catch(() => {});
   client.close();
   await assert.rejects(client.publish("a", 1), { code: "closed" });
+});
+
+test("a display name goes into the URL's query, kept with the other parameters", () => {
+  assert.equal(withName("ws://h:1/ws", "Zoë & co"), "ws://h:1/ws?name=Zo%C3%AB+%26+co");
+  assert.equal(withName("ws://h:1/ws?x=1&name=old", " bob "), "ws://h:1/ws?x=1&name=bob");
+  assert.equal(withName("ws://h:1/ws", "  "), "ws://h:1/ws");
+  assert.equal(withName("ws://h:1/ws", undefined), "ws://h:1/ws");
 });

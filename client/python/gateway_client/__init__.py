@@ -9,7 +9,7 @@ async with GatewayClient("ws://127.0.0.1:8000/ws") as client:
 
 from __future__ import annotations
 
-from gateway_client.client import GatewayClient, Message, Subscription
+from gateway_client.client import GatewayClient, Message, Subscription, check_url
 from gateway_client.errors import ClientErrorCode, GatewayClientError
 from gateway_client.stream import Position
 
@@ -20,4 +20,5 @@ __all__ = [
     "Message",
     "Position",
     "Subscription",
+    "check_url",
 ]

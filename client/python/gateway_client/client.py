@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.uri import parse_uri
 
 from gateway_client.errors import ClientErrorCode, GatewayClientError
 from gateway_client.policy import (
@@ -29,6 +30,7 @@ from gateway_client.policy import (
     handshake_retryable,
     refresh_delay,
     token_expiry,
+    with_name,
 )
 from gateway_client.stream import Position, advance
 
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "pubsub.v1"
 BATCH_CHARS = 8192
 """Commands queued together are sent as one NDJSON frame of at most this many characters."""
+REASON_CHARACTERS = 300
+"""Most characters of a refused handshake's HTTP body kept in ``last_error``."""
 RETRYABLE_SUBSCRIBE_ERRORS = frozenset({"unavailable", "internal", "rate_limited"})
 
 Frame = dict[str, Any]
@@ -59,6 +63,9 @@ class Message:
     user: str | None
     frame: Frame
     """The `message` frame as received."""
+    info: Any = None
+    """The publisher's presence info (the token's ``info``, or ``{"name"}`` chosen with
+    ``name``); None when it has none."""
 
     @classmethod
     def from_frame(cls, frame: Frame) -> Message:
@@ -71,6 +78,7 @@ class Message:
             client=sender.get("client"),
             user=sender.get("user"),
             frame=frame,
+            info=sender.get("info"),
         )
 
 
@@ -345,8 +353,16 @@ class GatewayClient(_Emitter):
 
     ``token`` is a connection JWT, or a function (sync or async) returning a fresh one: it
     is called before connecting, shortly before the token expires (`refresh`), and after
-    the server closes with 4001. ``max_attempts`` bounds consecutive failed connection
-    attempts (None: retry forever); when exhausted, waiting commands fail `unreachable`.
+    the server closes with 4001. Without auth, ``name`` is the display name others see (the
+    connection's presence ``info`` and the ``from.info`` of its messages, ``{"name": name}``,
+    sent as ``?name=``; a server with auth on ignores it). ``max_attempts`` bounds
+    consecutive failed connection attempts (None: retry forever); when exhausted, waiting
+    commands fail `unreachable`. A URL that is no protocol endpoint (a handshake refused
+    with HTTP 403 or 404, or one accepted without the ``pubsub.v1`` subprotocol) stops the
+    client at once: waiting commands fail `refused`.
+
+    Raises:
+        ValueError: no URL, or one that is not ``ws://`` or ``wss://``.
     """
 
     def __init__(
@@ -354,6 +370,7 @@ class GatewayClient(_Emitter):
         urls: str | Sequence[str],
         *,
         token: str | TokenGetter | None = None,
+        name: str | None = None,
         min_delay: float = 0.25,
         max_delay: float = 10.0,
         ping_interval: float | None = 20.0,
@@ -367,6 +384,9 @@ class GatewayClient(_Emitter):
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("GatewayClient needs at least one URL")
+        for url in self.urls:
+            check_url(url)
+        self.name = name
         self.min_delay, self.max_delay = min_delay, max_delay
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.open_timeout, self.request_timeout = open_timeout, request_timeout
@@ -387,6 +407,7 @@ class GatewayClient(_Emitter):
         self._pending: dict[int, _Request] = {}
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
+        self._refusal: GatewayClientError | None = None
         self._connected_waiters: list[asyncio.Future[Frame]] = []
         self._feeds: set[_Messages] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -566,7 +587,7 @@ class GatewayClient(_Emitter):
                     return
             if action == "stop":
                 self.state = "disconnected"
-                error = GatewayClientError(
+                error = self._refusal or GatewayClientError(
                     ClientErrorCode.CLOSED, f"the connection closed with {code}: {reason}"
                 )
                 self._stop(error, {"code": code, "reason": reason})
@@ -585,6 +606,7 @@ class GatewayClient(_Emitter):
 
     async def _session(self, url: str) -> tuple[int, str, bool]:
         """One connection from handshake to close: (close code, reason, may reconnect)."""
+        self._refusal = None
         try:
             token = await self._connection_token()
         except Exception as exc:
@@ -593,7 +615,7 @@ class GatewayClient(_Emitter):
             return 4001, "no token", True
         try:
             ws = await connect(
-                url,
+                with_name(url, self.name),
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 open_timeout=self.open_timeout,
                 ping_interval=self.ping_interval,
@@ -605,12 +627,24 @@ class GatewayClient(_Emitter):
         except InvalidStatus as exc:
             self._failures += 1
             status = exc.response.status_code
-            self.last_error = f"handshake refused with HTTP {status}"
-            return 1006, self.last_error, handshake_retryable(status)
+            why = (exc.response.body or b"").decode(errors="replace").strip()[:REASON_CHARACTERS]
+            self.last_error = f"handshake refused with HTTP {status}" + (f": {why}" if why else "")
+            if handshake_retryable(status):
+                return 1006, self.last_error, True
+            detail = f"{url} refused the WebSocket handshake with HTTP {status}"
+            return self._refuse(f"{detail}: {why}" if why else detail, status)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._failures += 1
             self.last_error = f"cannot connect to {url}: {exc or type(exc).__name__}"
             return 1006, self.last_error, True
+        if ws.subprotocol != SUBPROTOCOL:
+            await ws.close()
+            self._failures += 1
+            return self._refuse(
+                f"{url} accepted the WebSocket without the {SUBPROTOCOL} subprotocol:"
+                " it is not the gateway's protocol endpoint",
+                None,
+            )
         socket = _Socket(ws, url, token)
         self._socket = socket
         try:
@@ -639,6 +673,12 @@ class GatewayClient(_Emitter):
         elif time.monotonic() - socket.welcomed_at >= self.stable_after:
             self._attempt = 0
         return code, reason, True
+
+    def _refuse(self, message: str, status: int | None) -> tuple[int, str, bool]:
+        """A handshake that no retry will change: the client stops with `refused`."""
+        self.last_error = message
+        self._refusal = GatewayClientError(ClientErrorCode.REFUSED, message, status=status)
+        return 1006, message, False
 
     async def _connection_token(self) -> str | None:
         option = self._token_option
@@ -866,6 +906,20 @@ class GatewayClient(_Emitter):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def check_url(url: str) -> None:
+    """Check that ``url`` is a WebSocket URL the client can connect to.
+
+    Raises:
+        ValueError: it is not ``ws://HOST[:PORT]/PATH`` or ``wss://HOST[:PORT]/PATH``.
+    """
+    try:
+        parse_uri(url)
+    except (InvalidURI, ValueError):
+        raise ValueError(
+            f"{url!r} is not a WebSocket URL: expected ws://HOST[:PORT]/ws or wss://HOST[:PORT]/ws"
+        ) from None
 
 
 async def _wait_in(waiters: list[asyncio.Future[Frame]]) -> Frame:

@@ -17,13 +17,29 @@ class ClientErrorCode(StrEnum):
     """No reply within the client's request timeout."""
     UNREACHABLE = "unreachable"
     """No connection could be made within the allowed attempts."""
+    REFUSED = "refused"
+    """The URL is no protocol endpoint, and retrying will not change that: the handshake
+    was refused with an HTTP status such as 403 or 404 (``status``), or accepted without
+    the ``pubsub.v1`` subprotocol that the gateway's ``/ws`` always agrees to."""
 
 
 class GatewayClientError(Exception):
-    """A command failed; ``code`` is the protocol's error code or a `ClientErrorCode`."""
+    """A command failed; ``code`` is the protocol's error code or a `ClientErrorCode`.
 
-    def __init__(self, code: str, message: str = "", frame: dict[str, Any] | None = None) -> None:
+    ``frame`` is the server's `error` frame, if any; ``status`` the HTTP status that
+    refused the handshake (`ClientErrorCode.REFUSED`), if any.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str = "",
+        frame: dict[str, Any] | None = None,
+        *,
+        status: int | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = str(code)
         self.message = message
         self.frame = frame
+        self.status = status

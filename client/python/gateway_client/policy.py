@@ -7,6 +7,7 @@ import binascii
 import random
 from collections.abc import Callable
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
@@ -35,6 +36,21 @@ def close_action(code: int) -> CloseAction:
 def handshake_retryable(status: int) -> bool:
     """Whether an HTTP status refusing the handshake may clear up (overload, not ready)."""
     return status in _RETRY_STATUSES
+
+
+def with_name(url: str, name: str | None) -> str:
+    """``url`` with ``?name=`` set to a display name (other parameters kept); unchanged
+    when the name is None or blank."""
+    chosen = (name or "").strip()
+    if not chosen:
+        return url
+    parts = urlsplit(url)
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key != "name"
+    ]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("name", chosen)])))
 
 
 def backoff_delay(
