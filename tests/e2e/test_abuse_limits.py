@@ -297,14 +297,19 @@ def redis_replica(redis_server: RedisServer) -> Iterator[GatewayProcess]:
     process.kill()
 
 
+async def published_epoch(client: ProtocolClient, channel: str) -> str:
+    """Publish once to ``channel``; its epoch."""
+    await client.publish(channel, "first")
+    return str((await client.request("history", channel=channel))["epoch"])
+
+
 @pytest.mark.parametrize("offset", [2**63, 2**63 + 1, 2**64, 10**30])
 async def test_offsets_from_2_63_are_bad_request_on_redis(
     redis_replica: GatewayProcess, offset: int
 ) -> None:
     channel = "offsets:huge"
     async with await ProtocolClient.connect(redis_replica.ws_url) as client:
-        await client.publish(channel, "first")
-        epoch = (await client.request("history", channel=channel))["epoch"]
+        epoch = await published_epoch(client, channel)
         for op in ("history", "subscribe"):
             await client.send(with_since(op, op, channel, offset, epoch))
             reply = await client.expect(lambda f, op=op: f.get("id") == op)
@@ -321,8 +326,7 @@ async def test_offsets_below_2_63_beyond_the_channel_are_bad_request_on_redis(
     """Offsets that Redis' Lua cannot represent exactly (doubles above 2^53) included."""
     channel = "offsets:beyond"
     async with await ProtocolClient.connect(redis_replica.ws_url) as client:
-        await client.publish(channel, "first")
-        epoch = (await client.request("history", channel=channel))["epoch"]
+        epoch = await published_epoch(client, channel)
         since = {"offset": offset, "epoch": epoch}
         reply = await client.request("history", channel=channel, since=since)
         assert reply["op"] == "error" and reply["code"] == "bad_request", reply
