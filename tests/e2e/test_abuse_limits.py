@@ -92,6 +92,12 @@ def with_since(op: str, command_id: str, channel: str, offset: int, epoch: str) 
     return f'{{"op":"{op}","id":"{command_id}","channel":"{channel}","since":{since}}}'
 
 
+def kernel_send_buffer_max() -> int:
+    """The most a TCP socket's send buffer grows to here (``tcp_wmem``'s maximum)."""
+    with open("/proc/sys/net/ipv4/tcp_wmem") as limits:
+        return int(limits.read().split()[2])
+
+
 async def publish_big(client: ProtocolClient, channel: str, count: int) -> None:
     """Publish ``count`` messages of `BIG` bytes (one a frame: a frame is at most 64 KiB)."""
     blob = "x" * BIG
@@ -206,8 +212,10 @@ async def test_a_peer_that_stops_reading_is_aborted_within_three_ping_intervals(
 async def test_a_subscriber_that_stops_reading_is_closed_once_its_queue_passes_its_bytes(
     replica: GatewayProcess, neighbour: ProtocolClient
 ) -> None:
-    """300 messages of 60 KiB (18 MB) are far fewer than `max_queue` (1024) messages, but
-    far more than `max_queue_bytes` (4 MiB): the subscriber that does not read gets 4008."""
+    """Some hundred messages of 60 KiB are far fewer than `max_queue` (1024) messages, but
+    more than the kernel's socket buffers and `max_queue_bytes` (4 MiB) together: the
+    subscriber that does not read gets 4008."""
+    count = max(300, (kernel_send_buffer_max() + 8 * 2**20) // BIG)
     channel = "fan:big"
     await neighbour.subscribe(channel)
     slow_before = await slow_consumers(replica)
@@ -224,10 +232,10 @@ async def test_a_subscriber_that_stops_reading_is_closed_once_its_queue_passes_i
         assert attacker.send_text(command("subscribe", id=1, channel=channel))
         await wait_until(attacker_subscribed, 5, "the attacker's subscription")
         async with await ProtocolClient.connect(replica.ws_url) as publisher:
-            await publish_big(publisher, channel, 300)
+            await publish_big(publisher, channel, count)
         await wait_until(attacker_closed, 10, "the attacker's 4008")
-        received = await neighbour.messages(300, channel=channel, timeout=30)
-        assert [message["data"]["n"] for message in received] == list(range(300))
+        received = await neighbour.messages(count, channel=channel, timeout=30)
+        assert [message["data"]["n"] for message in received] == list(range(count))
     finally:
         attacker.close()
 
