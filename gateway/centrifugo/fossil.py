@@ -21,6 +21,7 @@ as JSON strings, which the SDKs turn back into bytes as UTF-8.
 
 from __future__ import annotations
 
+import operator
 import struct
 
 NHASH = 16
@@ -30,6 +31,9 @@ _DIGITS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
 _VALUES = {digit: value for value, digit in enumerate(_DIGITS)}
 _CANDIDATES_PER_HASH = 250
 _CHUNK = 256
+_MIN_COPY = 6
+"""The shortest copy worth its command: three one-digit numbers and three punctuation marks."""
+_WEIGHTS = tuple(range(NHASH, 0, -1))
 
 
 class DeltaError(ValueError):
@@ -65,8 +69,17 @@ def create(source: bytes, target: bytes, *, text: bool = False) -> bytes:
                 budget -= 1
                 src = block * NHASH
                 here = base + i
-                forward = _common_prefix(source, src, target, here)
-                backward = _common_suffix(source, src, target, here, min(src - 1, i))
+                forward = (
+                    _common_prefix(source, src, target, here) if source[src] == target[here] else 0
+                )
+                backward = (
+                    _common_suffix(source, src, target, here, min(src - 1, i))
+                    if i > 0 and src > 1 and source[src - 1] == target[here - 1]
+                    else 0
+                )
+                if forward + backward < _MIN_COPY:
+                    block = collide[block]
+                    continue
                 start, end = here - backward, here + forward
                 offset = src - backward
                 if text:
@@ -187,11 +200,8 @@ def _digit_count(value: int) -> int:
 
 def _hash_sums(data: bytes, start: int) -> tuple[int, int]:
     """The two 16-bit sums of the rolling hash over ``data[start:start + NHASH]``."""
-    a = b = 0
-    for index in range(NHASH):
-        a += data[start + index]
-        b += (NHASH - index) * data[start + index]
-    return a & 0xFFFF, b & 0xFFFF
+    window = data[start : start + NHASH]
+    return sum(window) & 0xFFFF, sum(map(operator.mul, _WEIGHTS, window)) & 0xFFFF
 
 
 def _hash_block(data: bytes, start: int) -> int:
