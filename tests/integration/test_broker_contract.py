@@ -54,7 +54,7 @@ async def broker(
     else:
         instance = RedisBroker(redis_server.url, prefix=f"t{id(recorder)}")
     await instance.start(recorder)
-    await wait_until(lambda: instance.available, 5, "broker available")
+    await wait_until(lambda: instance.ready, 5, "broker ready")
     yield instance, recorder
     await instance.close()
 

@@ -40,4 +40,4 @@ async def test_mounted_gateway_runs_with_the_host_apps_lifespan(
             await bob.publish("mounted:chat", "through the mount")
             [message] = await alice.messages(1)
             assert message["data"] == "through the mount"
-    assert not realtime.state.replica.broker.available, "lifespan shutdown stopped the broker"
+    assert not realtime.state.replica.broker.ready, "lifespan shutdown stopped the broker"

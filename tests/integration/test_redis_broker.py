@@ -19,7 +19,7 @@ async def redis_broker(fresh_redis: RedisServer) -> AsyncIterator[tuple[RedisBro
     recorder = Recorder()
     broker = RedisBroker(fresh_redis.url, heartbeat=0.5, backoff=(0.02, 0.2))
     await broker.start(recorder)
-    await wait_until(lambda: broker.available, 5, "broker available")
+    await wait_until(lambda: broker.ready, 5, "broker ready")
     yield broker, recorder
     await broker.close()
 
@@ -43,7 +43,7 @@ async def test_publish_while_redis_is_down_is_unavailable(
 ) -> None:
     broker, _ = redis_broker
     fresh_redis.kill()
-    await wait_until(lambda: not broker.available, 5, "broker notices the outage")
+    await wait_until(lambda: not broker.ready, 5, "broker notices the outage")
     with pytest.raises(GatewayError) as refused:
         await broker.publish("x", b"{", None)
     assert refused.value.code is ErrorCode.UNAVAILABLE
@@ -58,7 +58,7 @@ async def test_reconnects_and_resubscribes_after_a_restart(
     await broker.subscribe("a")
     await broker.subscribe("b")
     fresh_redis.restart()
-    await wait_until(lambda: broker.available, 10, "broker back")
+    await wait_until(lambda: broker.ready, 10, "broker back")
     await wait_until(
         lambda: (
             fresh_redis.numsub(broker.keys.topic("a")) == 1
@@ -82,7 +82,7 @@ async def test_silent_redis_is_detected_by_the_heartbeat(
 
     fresh_redis.process.send_signal(signal.SIGSTOP)
     try:
-        await wait_until(lambda: not broker.available, 10, "heartbeat notices the silence")
+        await wait_until(lambda: not broker.ready, 10, "heartbeat notices the silence")
     finally:
         fresh_redis.process.send_signal(signal.SIGCONT)
-    await wait_until(lambda: broker.available, 10, "broker back after the pause")
+    await wait_until(lambda: broker.ready, 10, "broker back after the pause")
