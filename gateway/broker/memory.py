@@ -5,12 +5,20 @@ channel's history ``history_ttl`` seconds after its last publication, a channel'
 twice ``presence_ttl`` after its last write, a replica's registry entry after its TTL. A
 `Deadlines` queue knows which of them is due next, so freeing costs nothing per publication
 beyond a dictionary look-up; a sweeper task frees what is due every `SWEEP_SECONDS`.
+
+Freed is not yet given back: glibc's allocator keeps the freed pages of its heap unless they
+are at its very end, so the process would stay as large as at its peak. After a sweep that
+freed at least `RETURN_BYTES` of messages, the sweeper asks the allocator to return its
+free pages to the system (``malloc_trim``, where the C library has it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import heapq
 import itertools
 import time
@@ -34,6 +42,8 @@ from gateway.protocol import StreamPosition
 
 SWEEP_SECONDS = 1.0
 """How often the sweeper frees what expired (in real time, whatever the broker's clock)."""
+RETURN_BYTES = 1 << 20
+"""Message bytes a sweep must free before free memory is handed back to the system."""
 
 
 class Deadlines:
@@ -142,18 +152,20 @@ class MemoryBroker:
                 await sweeper
 
     def expire(self) -> int:
-        """Free every history, presence and registry entry whose time ran out; how many."""
+        """Free every history, presence and registry entry whose time ran out; the message
+        bytes freed."""
         now = self._clock()
         return (
-            _free_expired(self._stream_deadlines, self._streams, _stream_expiry, now)
-            + _free_expired(self._presence_deadlines, self._presence, _presence_expiry, now)
-            + _free_expired(self._node_deadlines, self._nodes, _node_expiry, now)
+            _free_expired(self._stream_deadlines, self._streams, _stream_size, now)
+            + _free_expired(self._presence_deadlines, self._presence, _presence_size, now)
+            + _free_expired(self._node_deadlines, self._nodes, _node_size, now)
         )
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_seconds)
-            self.expire()
+            if self.expire() >= RETURN_BYTES:
+                _return_free_memory()
 
     async def subscribe(self, channel: str) -> None:
         self._check()
@@ -290,30 +302,52 @@ Entry = TypeVar("Entry")
 
 
 def _free_expired(
-    deadlines: Deadlines, entries: dict[str, Entry], expiry: Callable[[Entry], float], now: float
+    deadlines: Deadlines,
+    entries: dict[str, Entry],
+    expiry_and_size: Callable[[Entry], tuple[float, int]],
+    now: float,
 ) -> int:
-    """Drop the due entries that expired; look again later at those that lived on."""
+    """Drop the due entries that expired, and look again later at those that lived on;
+    the bytes freed."""
     freed = 0
     for name in deadlines.due(now):
         entry = entries.get(name)
         if entry is None:
             continue
-        expires_at = expiry(entry)
+        expires_at, size = expiry_and_size(entry)
         if expires_at <= now:
             del entries[name]
-            freed += 1
+            freed += size
         else:
             deadlines.schedule(name, expires_at)
     return freed
 
 
-def _stream_expiry(stream: _Stream) -> float:
-    return stream.expires_at
+def _stream_size(stream: _Stream) -> tuple[float, int]:
+    return stream.expires_at, sum(len(frame) for _, frame in stream.messages)
 
 
-def _presence_expiry(presence: _Presence) -> float:
-    return presence.expires_at
+def _presence_size(presence: _Presence) -> tuple[float, int]:
+    return presence.expires_at, sum(len(entry) for entry, _ in presence.members.values())
 
 
-def _node_expiry(node: tuple[bytes, float]) -> float:
-    return node[1]
+def _node_size(node: tuple[bytes, float]) -> tuple[float, int]:
+    return node[1], len(node[0])
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` (glibc), or None where there is none."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    return trim
+
+
+def _return_free_memory() -> None:
+    """Hand the allocator's free pages back to the system, where the C library can."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
