@@ -182,7 +182,8 @@ class CommandLink:
         self._backoff.reset()
         while True:
             try:
-                await asyncio.wait_for(self._probe(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await self._probe()
                 break
             except Exception as exc:  # any failure is one more failed attempt
                 stop_if_cancelled(exc)

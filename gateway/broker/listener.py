@@ -151,7 +151,8 @@ class Listener:
         self._waiters.setdefault(channel, []).append(waiter)
         self._dirty.set()
         try:
-            await asyncio.wait_for(waiter, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await waiter
         except TimeoutError:
             raise GatewayError(
                 ErrorCode.UNAVAILABLE, "the broker did not confirm the subscription in time"
@@ -181,7 +182,8 @@ class Listener:
     async def _session(self, outage: Outage, backoff: Backoff) -> None:
         pubsub = self._client.pubsub()
         try:
-            await asyncio.wait_for(_handshake(pubsub), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await _handshake(pubsub)
             self._sent.clear()
             self._live.clear()
             self._unacked.clear()
@@ -241,7 +243,8 @@ class Listener:
                 next_ping = loop.time() + self._heartbeat
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._dirty.wait()
             if not self._dirty.is_set():
                 continue
             self._dirty.clear()
