@@ -46,6 +46,9 @@ from gateway.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
+OFFSET_LIMIT = 2**63 - 1
+"""No offset reaches it (offsets are below 2^63)."""
+
 
 class RedisBroker:
     """Publish/subscribe, history and presence on Redis or a Redis Cluster."""
@@ -375,6 +378,11 @@ class RedisBroker:
         limit: int | None = None,
     ) -> HistoryPage:
         commands = self._connected()
+        if after is not None:
+            if after >= OFFSET_LIMIT:  # nothing comes after it; Lua's numbers would not hold it
+                after, limit = None, 0
+            else:
+                after = max(after, 0)
         try:
             reply = await self._read_script(
                 keys=[self._keys.meta(channel), self._keys.stream(channel)],
