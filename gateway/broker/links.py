@@ -6,9 +6,10 @@ kind learns of an outage its own way, but both retry with the same `Backoff` and
 outage the same way through `Outage`: a warning naming the Redis address at each failed
 attempt (with the delay before the next one) and at the reconnection.
 
-`CommandLink` holds the command link's state. Commands are not sent on a timer: the link
-is marked down when a command fails for want of a connection (not when Redis answers
-with an error), and a probe then pings Redis with backoff until it answers.
+`CommandLink` holds the command link's state. Commands are not sent on a timer: when a
+command fails for want of a connection (not when Redis answers with an error), a probe
+pings Redis at once; if that fails too the link is down, and the probe goes on with
+backoff until Redis answers.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ class CommandLink:
 
     @property
     def up(self) -> bool:
-        """False from start until Redis first answered, and while a lost link is probed."""
+        """False from start until Redis first answered, and from a failed probe until one
+        succeeds."""
         return self._up
 
     def start(self) -> None:
@@ -165,20 +167,21 @@ class CommandLink:
         self._up = False
 
     def failed(self, error: BaseException) -> None:
-        """A command failed with ``error``: when nothing could reach Redis, the link is down."""
-        if not self._up or not is_connection_failure(error):
-            return
-        self._up = False
-        self._outage.lost(error)
-        self._start_probe()
+        """A command failed with ``error``. When nothing could reach Redis, an immediate
+        probe tells one dropped connection (the link stays up) from Redis out of reach
+        (the link is down until a probe succeeds)."""
+        if self._up and is_connection_failure(error):
+            self._start_probe(error)
 
-    def _start_probe(self) -> None:
+    def _start_probe(self, error: BaseException | None = None) -> None:
         if self._probing is None or self._probing.done():
             self._probing = asyncio.get_running_loop().create_task(
-                self._probe_until_up(), name="redis-command-link"
+                self._probe_until_up(error), name="redis-command-link"
             )
 
-    async def _probe_until_up(self) -> None:
+    async def _probe_until_up(self, error: BaseException | None) -> None:
+        """Probe until Redis answers. After a command's ``error``, the link stays up
+        unless the first probe fails too."""
         self._backoff.reset()
         while True:
             try:
@@ -187,9 +190,14 @@ class CommandLink:
                 break
             except Exception as exc:  # any failure is one more failed attempt
                 stop_if_cancelled(exc)
+                if self._up:
+                    self._up = False
+                    self._outage.lost(error or exc)
                 delay = self._backoff.delay()
                 self._outage.failed(exc, delay)
                 await asyncio.sleep(delay)
+        if self._up:
+            return
         self._up = True
         self._outage.connected()
         if self._was_up:

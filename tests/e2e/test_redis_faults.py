@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from gateway.broker.keys import KeySpace
+from tests.e2e.test_recovery import publish_batch
 from tests.support.client import ProtocolClient
 from tests.support.gateways import GatewayProcess, start_all
 from tests.support.net import free_port, wait_until
@@ -134,7 +135,7 @@ async def test_every_publish_after_a_redis_restart_succeeds(
     try:
         # several publishers at once leave several connections in the replica's pool
         await asyncio.gather(
-            *(publish_burst(p, f"restart:{i}", 100) for i, p in enumerate(publishers))
+            *(publish_batch(p, f"restart:{i}", list(range(100))) for i, p in enumerate(publishers))
         )
 
         fresh_redis.kill()
@@ -150,22 +151,6 @@ async def test_every_publish_after_a_redis_restart_succeeds(
         assert succeeded == len(replies), [r for r in replies if r["op"] != "published"][:3]
     finally:
         await asyncio.gather(*(p.close() for p in publishers))
-
-
-async def publish_burst(client: ProtocolClient, channel: str, count: int) -> None:
-    """``count`` publications sent at once (one NDJSON frame), every reply awaited."""
-    tag = f"burst-{channel}-"
-    await client.send(
-        "\n".join(
-            orjson.dumps(
-                {"op": "publish", "id": f"{tag}{n}", "channel": channel, "data": n}
-            ).decode()
-            for n in range(count)
-        )
-    )
-    for n in range(count):
-        reply = await client.expect(lambda f, n=n: f.get("id") == f"{tag}{n}")
-        assert reply["op"] == "published", reply
 
 
 async def test_a_killed_pubsub_connection_refuses_no_publish(

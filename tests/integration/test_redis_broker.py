@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,14 +17,24 @@ from tests.support.net import free_port, wait_until
 from tests.support.redis_server import RedisServer
 
 
+@contextlib.asynccontextmanager
+async def started(
+    redis: RedisServer, backoff: tuple[float, float]
+) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
+    recorder = Recorder()
+    broker = RedisBroker(redis.url, heartbeat=0.5, backoff=backoff)
+    await broker.start(recorder)
+    try:
+        await wait_until(lambda: broker.ready, 5, "broker ready")
+        yield broker, recorder
+    finally:
+        await broker.close()
+
+
 @pytest.fixture
 async def redis_broker(fresh_redis: RedisServer) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
-    recorder = Recorder()
-    broker = RedisBroker(fresh_redis.url, heartbeat=0.5, backoff=(0.02, 0.2))
-    await broker.start(recorder)
-    await wait_until(lambda: broker.ready, 5, "broker ready")
-    yield broker, recorder
-    await broker.close()
+    async with started(fresh_redis, (0.02, 0.2)) as running:
+        yield running
 
 
 async def test_one_redis_subscription_per_channel(
@@ -145,12 +156,8 @@ async def slow_to_reconnect(
 ) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
     """A broker whose pub/sub link takes 0.3 to 0.6 s to come back after a drop (within
     the one-second grace), so that a test can act while it is down."""
-    recorder = Recorder()
-    broker = RedisBroker(fresh_redis.url, heartbeat=0.5, backoff=(0.6, 0.6))
-    await broker.start(recorder)
-    await wait_until(lambda: broker.ready, 5, "broker ready")
-    yield broker, recorder
-    await broker.close()
+    async with started(fresh_redis, (0.6, 0.6)) as running:
+        yield running
 
 
 async def test_publishes_go_on_while_the_pubsub_link_reconnects(
@@ -190,7 +197,8 @@ async def test_the_command_link_goes_down_with_redis_and_comes_back_by_itself(
     with pytest.raises(GatewayError) as refused:
         await broker.publish("down", b"{", None)
     assert refused.value.code is ErrorCode.UNAVAILABLE
-    assert not broker.accepting and not broker.ready
+    await wait_until(lambda: not broker.accepting, 2, "the command link down")
+    assert not broker.ready
     with pytest.raises(GatewayError):
         await broker.read_history("down", HISTORY)
     reconnections = recorder.reconnections

@@ -84,8 +84,8 @@ async def test_a_connection_failure_takes_the_link_down_until_a_probe_succeeds(
     redis.failures = redis.probes + 2
     with caplog.at_level(logging.WARNING, logger="gateway.broker"):
         link.failed(RedisConnectionError("Connection closed by server."))
-        assert not link.up
-        await wait_until(lambda: link.up, 2, "the link back")
+        await wait_until(lambda: restored == [1], 2, "the link down and back")
+        assert link.up
     await link.close()
     assert restored == [1], "the hub is told, so that deferred repairs run"
     events = [record.getMessage().split()[0] for record in caplog.records]
@@ -95,3 +95,20 @@ async def test_a_connection_failure_takes_the_link_down_until_a_probe_succeeds(
         "broker.unreachable",
         "broker.reconnected",
     ]
+
+
+async def test_one_dropped_connection_does_not_take_the_link_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    redis, restored = Redis(failures=0), []
+    link = link_to(redis, restored)
+    link.start()
+    await wait_until(lambda: link.up, 2, "the link up")
+    probes = redis.probes
+    with caplog.at_level(logging.WARNING, logger="gateway.broker"):
+        link.failed(RedisConnectionError("Connection reset by peer."))
+        assert link.up
+        await wait_until(lambda: redis.probes > probes, 2, "a probe")
+    assert link.up and restored == []
+    await link.close()
+    assert caplog.records == [], "nothing was unreachable"
