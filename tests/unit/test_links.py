@@ -52,6 +52,14 @@ def link_to(redis: Redis, restored: list[int]) -> CommandLink:
     )
 
 
+async def started_link(redis: Redis, restored: list[int]) -> CommandLink:
+    """A link that reached ``redis``."""
+    link = link_to(redis, restored)
+    link.start()
+    await wait_until(lambda: link.up, 2, "the link up")
+    return link
+
+
 async def test_the_link_is_down_until_redis_first_answers_and_each_failure_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -76,9 +84,7 @@ async def test_a_connection_failure_takes_the_link_down_until_a_probe_succeeds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     redis, restored = Redis(failures=0), []
-    link = link_to(redis, restored)
-    link.start()
-    await wait_until(lambda: link.up, 2, "the link up")
+    link = await started_link(redis, restored)
     link.failed(ResponseError("WRONGTYPE"))
     assert link.up, "Redis answered: the link is fine"
     redis.failures = redis.probes + 2
@@ -101,9 +107,7 @@ async def test_one_dropped_connection_does_not_take_the_link_down(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     redis, restored = Redis(failures=0), []
-    link = link_to(redis, restored)
-    link.start()
-    await wait_until(lambda: link.up, 2, "the link up")
+    link = await started_link(redis, restored)
     probes = redis.probes
     with caplog.at_level(logging.WARNING, logger="gateway.broker"):
         link.failed(RedisConnectionError("Connection reset by peer."))
