@@ -34,7 +34,11 @@ SETTINGS: dict[str, Any] = {
     "namespaces": NAMESPACES,
     "rate": 0,
     "broker_timeout": BROKER_TIMEOUT,
+    "max_queue": 20000,
 }
+"""Room in each outbox for a repair of everything published during a fault: what is
+tested here is the repair, not the slow-consumer limit (a repair larger than
+``max_queue`` closes the subscriber with 4008, and it recovers when it reconnects)."""
 RECOVERY_BOUND = 6.0
 """Seconds a replica may take to be ready again once its path to Redis is healthy: the
 longest reconnection backoff (2 s) plus a broker timeout, with room for a loaded machine."""
