@@ -7,6 +7,11 @@ a channel carries the channel as a hash tag, so each script touches one slot. Wh
 moves, the master that lost it drops the channel's subscription; the broker then re-reads
 the cluster's layout and subscribes at the new owner, and the hub repairs what was missed
 from the history.
+
+Commands (publish, history, presence, the registry) travel over a connection pool whose
+state `links.CommandLink` keeps, apart from the listeners: a dropped pub/sub connection
+refuses no publish. A pooled connection that Redis already closed is reconnected before a
+command is written on it (`_reconnect_closed_connections`); nothing else is retried.
 """
 
 from __future__ import annotations
