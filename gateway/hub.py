@@ -264,7 +264,7 @@ class Hub:
                         channel, members.history, after=members.last
                     )
                 except GatewayError:
-                    if not self._broker.available:
+                    if not self._broker.accepting:
                         raise
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, 5.0)

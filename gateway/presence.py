@@ -114,7 +114,7 @@ class Presence:
         interval = self.ttl / 3
         while True:
             await asyncio.sleep(interval)
-            if not self._local or not self._broker.available:
+            if not self._local or not self._broker.accepting:
                 continue
             try:
                 members = [(ch, client, e.data) for (ch, client), e in self._local.items()]

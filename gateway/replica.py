@@ -63,8 +63,8 @@ class Replica:
 
     @property
     def ready(self) -> bool:
-        """Accepting clients: started, not draining, and the broker reachable."""
-        return self._running and not self.draining and self.broker.available and self.control.live
+        """Accepting clients: started, not draining, and the broker ready (`Broker.ready`)."""
+        return self.readiness()[0]
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the replica is ready, and why not."""
@@ -72,8 +72,10 @@ class Replica:
             return False, "not started"
         if self.draining:
             return False, "draining"
-        if not self.broker.available:
+        if not self.broker.accepting:
             return False, "broker unreachable"
+        if not self.broker.ready:
+            return False, "broker pub/sub link down"
         if not self.control.live:
             return False, "control channel not subscribed yet"
         return True, "ready"

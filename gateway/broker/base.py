@@ -90,7 +90,9 @@ class BrokerHandler(Protocol):
     def on_reconnected(self) -> None:
         """The broker is back after an outage and holds every channel again.
 
-        Publications made meanwhile were not delivered; the handler repairs what it can.
+        Called when a pub/sub link is restored (publications made meanwhile were not
+        delivered) and when the command link is (history reads may have failed
+        meanwhile); the handler repairs what it can.
         """
         ...
 
@@ -104,9 +106,32 @@ class Broker(Protocol):
     step, so offsets are consecutive per channel and nothing is published unstored.
     """
 
+    # What can be asked of the broker now. Publishing, history, presence and the registry
+    # travel on the command link and depend on it alone; subscriptions and the delivery of
+    # publications travel on the pub/sub link(s). While a pub/sub link reconnects,
+    # publishing goes on and the hub repairs what its subscribers missed
+    # (`BrokerHandler.on_reconnected`).
+
     @property
-    def available(self) -> bool:
-        """False while the backend is unreachable: calls fail at once with `unavailable`."""
+    def accepting(self) -> bool:
+        """True while commands (publish, history, presence, registry) reach the backend.
+
+        While False they fail at once with `unavailable`; it turns True again by itself
+        when the backend answers.
+        """
+        ...
+
+    @property
+    def listening(self) -> bool:
+        """True while every pub/sub link is connected: publications reach this replica."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True when the replica can serve clients: `accepting`, and every pub/sub link
+        connected or reconnecting for a moment (a dropped connection, back within about a
+        second; subscriptions made meanwhile wait for it). What readiness follows.
+        """
         ...
 
     async def start(self, handler: BrokerHandler) -> None:

@@ -1,11 +1,13 @@
 """One pub/sub connection to one Redis node, kept alive, holding a set of channels.
 
-A supervisor task owns the connection. It connects (with capped, jittered backoff),
-re-subscribes every channel wanted, then runs two loops until the connection fails: the
-reader, which hands each publication on, and the synchroniser, which turns changes of the
-wanted set into batched (S)SUBSCRIBE/(S)UNSUBSCRIBE commands — the only writer of those
-commands, so they reach Redis in the order they were decided — and pings Redis on a
-heartbeat so that a silent network failure is noticed.
+A supervisor task owns the connection. It connects (with capped, jittered backoff; each
+failed attempt and the reconnection logged as `links.Outage` says), counts the link up
+once Redis answered a PING on it, re-subscribes every channel wanted, then runs two loops
+until the connection fails: the reader, which hands each publication on, and the
+synchroniser, which turns changes of the wanted set into batched
+(S)SUBSCRIBE/(S)UNSUBSCRIBE commands — the only writer of those commands, so they reach
+Redis in the order they were decided — and pings Redis on a heartbeat so that a silent
+network failure is noticed (no answer for three heartbeats).
 
 A standalone Redis needs one listener per replica; a Redis Cluster one per master, using
 sharded pub/sub (``SSUBSCRIBE``), so each node only carries its own channels' messages.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from gateway.broker.keys import KeySpace
+from gateway.broker.links import Backoff, Outage, stop_if_cancelled
 from gateway.errors import ErrorCode, GatewayError
 
 log = logging.getLogger(__name__)
@@ -70,15 +72,21 @@ class Listener:
         events: ListenerEvents,
         *,
         name: str,
+        address: str,
         dialect: Dialect = CLASSIC,
         timeout: float = 5.0,
         heartbeat: float = 2.0,
         backoff: tuple[float, float] = (0.05, 2.0),
+        grace: float = 1.0,
     ) -> None:
         self._client = client
         self._keys = keys
         self._events = events
         self.name = name
+        self.address = address
+        """Where the node is (``host:port``), for the log."""
+        self._grace = grace
+        self._down_since: float | None = None
         self._dialect = dialect
         self._timeout = timeout
         self._heartbeat = heartbeat
@@ -99,7 +107,16 @@ class Listener:
 
     @property
     def available(self) -> bool:
+        """True while connected to the node (Redis answered on this connection)."""
         return self._available
+
+    @property
+    def reconnecting(self) -> bool:
+        """True while a link that was up has been down for less than its grace: a dropped
+        connection about to be back (subscriptions wait for it)."""
+        if self._available or self._down_since is None:
+            return False
+        return asyncio.get_running_loop().time() - self._down_since < self._grace
 
     def holds(self, channel: str) -> bool:
         """True when ``channel`` is wanted here (live or on its way)."""
@@ -119,10 +136,13 @@ class Listener:
     async def subscribe(self, channel: str) -> None:
         """Hold ``channel``; returns once Redis confirmed the subscription.
 
+        While the link reconnects (down for less than ``grace`` seconds), the subscription
+        waits for it.
+
         Raises:
             GatewayError: `unavailable` when the node is unreachable or too slow.
         """
-        if not self._available:
+        if not self._available and not self.reconnecting:
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
         self._wanted.add(channel)
         if channel in self._live:
@@ -131,7 +151,8 @@ class Listener:
         self._waiters.setdefault(channel, []).append(waiter)
         self._dirty.set()
         try:
-            await asyncio.wait_for(waiter, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await waiter
         except TimeoutError:
             raise GatewayError(
                 ErrorCode.UNAVAILABLE, "the broker did not confirm the subscription in time"
@@ -143,26 +164,26 @@ class Listener:
         self._dirty.set()
 
     async def _supervise(self) -> None:
-        low, high = self._backoff
-        delay = low
-        this_task = asyncio.current_task()
+        backoff = Backoff(*self._backoff)
+        outage = Outage("pubsub", self.address)
         while True:
             try:
-                await self._session()
+                await self._session(outage, backoff)
             except Exception as exc:  # any failure ends the session; the loop reconnects
-                if this_task is not None and this_task.cancelling():
-                    # redis-py can turn a cancellation into a timeout error: stop anyway
-                    raise asyncio.CancelledError from exc
+                stop_if_cancelled(exc)
+                delay = backoff.delay()
                 if self._available:
-                    log.warning("broker.disconnected node=%s error=%r", self.name, exc)
-                delay = low if self._available else min(delay * 2, high)
+                    outage.lost(exc)
+                else:
+                    outage.failed(exc, delay)
             self._set_unavailable()
-            await asyncio.sleep(random.uniform(0, delay))
+            await asyncio.sleep(delay)
 
-    async def _session(self) -> None:
+    async def _session(self, outage: Outage, backoff: Backoff) -> None:
         pubsub = self._client.pubsub()
         try:
-            await pubsub.execute_command("PING")
+            async with asyncio.timeout(self._timeout):
+                await _handshake(pubsub)
             self._sent.clear()
             self._live.clear()
             self._unacked.clear()
@@ -171,8 +192,10 @@ class Listener:
             self._restore_sent = False
             self._dirty.set()
             self._available = True
+            self._down_since = None
             self.connects += 1
-            log.info("broker.connected node=%s", self.name)
+            outage.connected()
+            backoff.reset()
             await _first_failure(self._read(pubsub), self._synchronise(pubsub))
         finally:
             with contextlib.suppress(Exception):
@@ -220,7 +243,8 @@ class Listener:
                 next_ping = loop.time() + self._heartbeat
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._dirty.wait()
             if not self._dirty.is_set():
                 continue
             self._dirty.clear()
@@ -275,6 +299,8 @@ class Listener:
                 log.exception("broker.handler_failed lost")
 
     def _set_unavailable(self) -> None:
+        if self._available:
+            self._down_since = asyncio.get_running_loop().time()
         self._available = False
         self._sent.clear()
         self._live.clear()
@@ -285,6 +311,15 @@ class Listener:
             for waiter in pending:
                 if not waiter.done():
                     waiter.set_exception(error)
+
+
+async def _handshake(pubsub: PubSub) -> None:
+    """Connect and wait for Redis's answer to a PING: a link is up once Redis has spoken."""
+    await pubsub.execute_command("PING")
+    while True:
+        message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
+        if message is not None and message["type"] == "pong":
+            return
 
 
 async def _first_failure(*loops: Coroutine[Any, Any, None]) -> None:

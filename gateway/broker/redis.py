@@ -7,6 +7,11 @@ a channel carries the channel as a hash tag, so each script touches one slot. Wh
 moves, the master that lost it drops the channel's subscription; the broker then re-reads
 the cluster's layout and subscribes at the new owner, and the hub repairs what was missed
 from the history.
+
+Commands (publish, history, presence, the registry) travel over a connection pool whose
+state `links.CommandLink` keeps, apart from the listeners: a dropped pub/sub connection
+refuses no publish. A pooled connection that Redis already closed is reconnected before a
+command is written on it (`_reconnect_closed_connections`); nothing else is retried.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -37,12 +43,16 @@ from gateway.broker.base import (
     now_us,
 )
 from gateway.broker.keys import KeySpace
+from gateway.broker.links import CommandLink, describe
 from gateway.broker.listener import CLASSIC, SHARDED, Dialect, Listener, ListenerEvents
 from gateway.errors import ErrorCode, GatewayError
 from gateway.protocol import StreamPosition
 from gateway.redaction import redact_url
 
 log = logging.getLogger(__name__)
+
+OFFSET_LIMIT = 2**63 - 1
+"""No offset reaches it (offsets are below 2^63)."""
 
 
 class RedisBroker:
@@ -54,30 +64,50 @@ class RedisBroker:
         *,
         prefix: str = "gw",
         timeout: float = 5.0,
-        heartbeat: float = 2.0,
+        heartbeat: float | None = None,
         backoff: tuple[float, float] = (0.05, 2.0),
         cluster: bool = False,
     ) -> None:
         self._url = url
         self._keys = KeySpace(prefix)
         self._timeout = timeout
-        self._heartbeat = heartbeat
+        self._heartbeat = heartbeat if heartbeat is not None else min(2.0, timeout / 3)
         self._backoff = backoff
         self._cluster = cluster
         self._handler: BrokerHandler | None = None
         self._commands: Redis | RedisCluster | None = None
+        self._link: CommandLink | None = None
         self._listeners: dict[str, Listener] = {}
         self._routes: dict[str, Listener] = {}
-        self._layout: asyncio.Task[None] | None = None
         self._rerouting: asyncio.Task[None] | None = None
+        self.replaced_connections = 0
+        """Pooled connections found closed by Redis before a command was written on them,
+        and reconnected instead (see `_reconnect_closed_connections`)."""
         self._outgoing: list[_Publication] = []
         self._send_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
 
     @property
-    def available(self) -> bool:
+    def accepting(self) -> bool:
+        """Commands reach Redis: the command link is up (see `links.CommandLink`)."""
+        return self._link is not None and self._link.up
+
+    @property
+    def listening(self) -> bool:
+        """Every pub/sub link is connected."""
         listeners = self._listeners
         return bool(listeners) and all(listener.available for listener in listeners.values())
+
+    @property
+    def ready(self) -> bool:
+        """Commands reach Redis, and every pub/sub link is connected or reconnecting within
+        its grace (a dropped connection back in a moment)."""
+        listeners = self._listeners
+        return (
+            self.accepting
+            and bool(listeners)
+            and all(listener.available or listener.reconnecting for listener in listeners.values())
+        )
 
     @property
     def connects(self) -> int:
@@ -97,12 +127,23 @@ class RedisBroker:
             "socket_connect_timeout": self._timeout,
             "retry": no_retry,
         }
+        commands: Redis | RedisCluster
         if self._cluster:
-            self._commands = RedisCluster.from_url(self._url, **options)
-            self._layout = asyncio.create_task(self._learn_layout(), name="redis-cluster-layout")
+            commands = RedisCluster.from_url(self._url, **options)
         else:
-            self._commands = Redis.from_url(self._url, **options)
+            commands = Redis.from_url(self._url, **options)
+        self._commands = commands
+        _reconnect_closed_connections(commands, self._replaced)
+        self._link = CommandLink(
+            self._probe,
+            self._restored,
+            address=_address(self._url),
+            timeout=self._timeout,
+            backoff=self._backoff,
+        )
+        if not self._cluster:
             self._add_listener(redact_url(self._url), CLASSIC, None)
+        self._link.start()
         self._publish_script = self._commands.register_script(scripts.PUBLISH_WITH_HISTORY)
         self._read_script = self._commands.register_script(scripts.READ_HISTORY)
         self._presence_add_script = self._commands.register_script(scripts.PRESENCE_ADD)
@@ -110,7 +151,9 @@ class RedisBroker:
         self._presence_read_script = self._commands.register_script(scripts.PRESENCE_READ)
 
     async def close(self) -> None:
-        for task in (self._layout, self._rerouting, *self._sending):
+        if self._link is not None:
+            await self._link.close()
+        for task in (self._rerouting, *self._sending):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -158,6 +201,9 @@ class RedisBroker:
         if address is not None:
             kwargs = client.connection_pool.connection_kwargs
             kwargs["host"], kwargs["port"] = address
+            where = f"{address[0]}:{address[1]}"
+        else:
+            where = _address(self._url)
         assert self._handler is not None
         events = ListenerEvents(self._handler.on_publication, self._restored, self._lost)
         listener = Listener(
@@ -165,6 +211,7 @@ class RedisBroker:
             self._keys,
             events,
             name=name,
+            address=where,
             dialect=dialect,
             timeout=self._timeout,
             heartbeat=self._heartbeat,
@@ -183,24 +230,21 @@ class RedisBroker:
         if self._rerouting is None or self._rerouting.done():
             self._rerouting = asyncio.get_running_loop().create_task(self._reroute())
 
-    async def _learn_layout(self) -> None:
-        """Cluster mode: read the layout (retrying while the cluster is unreachable), then
-        keep one listener per master."""
-        cluster = self._commands
-        assert isinstance(cluster, RedisCluster)
-        low, high = self._backoff
-        delay = low
-        while True:
-            try:
-                await cluster.initialize()
-                break
-            except (RedisError, OSError) as exc:
-                log.warning("broker.cluster_unreachable error=%r", exc)
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, high)
-        for node in cluster.get_primaries():
-            if node.name not in self._listeners:
-                self._add_listener(node.name, SHARDED, (node.host, int(node.port)))
+    def _replaced(self) -> None:
+        self.replaced_connections += 1
+
+    async def _probe(self) -> None:
+        """One attempt to reach Redis for the command link: PING (every master of a
+        cluster, once its layout is read and a listener runs for each)."""
+        commands = self._commands
+        if isinstance(commands, RedisCluster):
+            await commands.initialize()
+            for node in commands.get_primaries():
+                if node.name not in self._listeners:
+                    self._add_listener(node.name, SHARDED, (node.host, int(node.port)))
+            await commands.ping(target_nodes=RedisCluster.PRIMARIES)
+        elif commands is not None:
+            await commands.ping()
 
     async def _reroute(self) -> None:
         """Re-read the cluster's layout and move every channel to the master that owns it."""
@@ -209,7 +253,7 @@ class RedisBroker:
         try:
             await cluster.nodes_manager.initialize()
         except (RedisError, OSError) as exc:
-            log.warning("broker.cluster_layout_failed error=%r", exc)
+            log.warning("broker.cluster_layout_failed error=%s", describe(exc))
         moved = [
             channel
             for channel, listener in self._routes.items()
@@ -235,7 +279,7 @@ class RedisBroker:
         in one pipeline (one round trip), in the order they were queued."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StreamPosition | None] = loop.create_future()
-        if not self.available or self._commands is None:
+        if not self.accepting or self._commands is None:
             future.set_exception(_unavailable("the broker is unreachable; retry later"))
             return future
         self._outgoing.append(_Publication(channel, head, history, future))
@@ -291,7 +335,8 @@ class RedisBroker:
                 for index, result in zip(unloaded, again, strict=True):
                     results[index] = result
         except (RedisError, OSError) as exc:
-            log.warning("broker.publish_failed count=%d error=%r", len(batch), exc)
+            self._failed(exc)
+            log.warning("broker.publish_failed count=%d error=%s", len(batch), describe(exc))
             raise _unavailable("the broker did not accept the publication") from None
         return results
 
@@ -338,6 +383,11 @@ class RedisBroker:
         limit: int | None = None,
     ) -> HistoryPage:
         commands = self._connected()
+        if after is not None:
+            if after >= OFFSET_LIMIT:  # nothing comes after it; Lua's numbers would not hold it
+                after, limit = None, 0
+            else:
+                after = max(after, 0)
         try:
             reply = await self._read_script(
                 keys=[self._keys.meta(channel), self._keys.stream(channel)],
@@ -350,7 +400,8 @@ class RedisBroker:
                 client=commands,
             )
         except (RedisError, OSError) as exc:
-            log.warning("broker.history_failed channel=%s error=%r", channel, exc)
+            self._failed(exc)
+            log.warning("broker.history_failed channel=%s error=%s", channel, describe(exc))
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker could not read history") from None
         epoch, top, first, *entries = reply
         messages = [
@@ -372,6 +423,7 @@ class RedisBroker:
                 pipe.zrem(self._keys.presence_expiry(channel), client)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
+            self._failed(exc)
             raise GatewayError(ErrorCode.UNAVAILABLE, f"presence update failed: {exc}") from None
 
     async def presence_refresh(self, members: list[tuple[str, str, bytes]], ttl: float) -> None:
@@ -388,6 +440,7 @@ class RedisBroker:
         results = await asyncio.gather(*calls, return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
+            self._failed(failures[0])
             raise GatewayError(
                 ErrorCode.UNAVAILABLE, f"presence refresh failed: {failures[0]!r}"
             ) from None
@@ -402,9 +455,14 @@ class RedisBroker:
         return entries, expired
 
     def _connected(self) -> Redis | RedisCluster:
-        if not self.available or self._commands is None:
+        if not self.accepting or self._commands is None:
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
         return self._commands
+
+    def _failed(self, error: BaseException) -> None:
+        """A command failed: the command link is down if Redis could not be reached."""
+        if self._link is not None:
+            self._link.failed(error)
 
     def _presence_keys(self, channel: str) -> list[str]:
         return [self._keys.presence(channel), self._keys.presence_expiry(channel)]
@@ -414,6 +472,7 @@ class RedisBroker:
         try:
             return await script(keys=self._presence_keys(channel), args=args, client=commands)
         except (RedisError, OSError) as exc:
+            self._failed(exc)
             raise GatewayError(ErrorCode.UNAVAILABLE, f"presence call failed: {exc}") from None
 
     async def register_node(self, node: str, state: bytes, ttl: float) -> None:
@@ -449,12 +508,12 @@ class RedisBroker:
     @contextlib.asynccontextmanager
     async def _registry(self, action: str) -> AsyncIterator[Redis | RedisCluster]:
         """The command connection for a registry call; Redis errors become `unavailable`."""
-        if not self.available or self._commands is None:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        commands = self._connected()
         try:
-            yield self._commands
+            yield commands
         except (RedisError, OSError) as exc:
-            log.warning("broker.registry_failed action=%s error=%r", action, exc)
+            self._failed(exc)
+            log.warning("broker.registry_failed action=%s error=%s", action, describe(exc))
             raise GatewayError(ErrorCode.UNAVAILABLE, "the broker did not answer") from None
 
 
@@ -473,12 +532,77 @@ def _position(item: _Publication, result: Any) -> StreamPosition | None:
         GatewayError: `unavailable` when the reply is an error.
     """
     if isinstance(result, Exception):
-        log.warning("broker.publish_failed channel=%s error=%r", item.channel, result)
+        log.warning("broker.publish_failed channel=%s error=%s", item.channel, describe(result))
         raise _unavailable("the broker did not accept the publication")
     if item.history is None:
         return None
     top, epoch = result
     return StreamPosition(int(top), epoch.decode())
+
+
+def _reconnect_closed_connections(
+    client: Redis | RedisCluster, replaced: Callable[[], None]
+) -> None:
+    """Make every connection of ``client`` check, before a command is written on it,
+    whether Redis already closed it (a pooled connection idle across a Redis restart, a
+    ``CLIENT KILL`` or a reset), and reconnect first if so.
+
+    Such a command provably never reached Redis: Redis closes a connection in both
+    directions at once, so nothing written after its close is read. ``replaced`` is
+    called for each connection reconnected this way. A command on a connection that
+    fails later (while writing, or waiting for the reply) may have reached Redis and is
+    not sent again.
+    """
+    if isinstance(client, RedisCluster):
+        manager = client.nodes_manager
+        checked = _checking(manager.connection_kwargs.get("connection_class"), replaced)
+        manager.connection_kwargs["connection_class"] = checked
+        for node in manager.startup_nodes.values():
+            node.connection_class = checked
+    else:
+        pool = client.connection_pool
+        pool.connection_class = _checking(pool.connection_class, replaced)
+
+
+def _checking(base: Any, replaced: Callable[[], None]) -> Any:
+    """A subclass of the connection class ``base`` that reconnects a closed connection
+    before writing on it."""
+    if base is None:
+        from redis.asyncio.connection import Connection as base
+
+    class ReconnectingWhenClosed(base):  # type: ignore[misc]
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            if _closed_by_server(self):
+                log.info("broker.connection_replaced address=%s", self._host_error())
+                replaced()
+                await self.disconnect(nowait=True)
+            await super().send_packed_command(command, check_health)
+
+    ReconnectingWhenClosed.__name__ = f"ReconnectingWhenClosed{base.__name__}"
+    return ReconnectingWhenClosed
+
+
+def _closed_by_server(connection: AbstractConnection) -> bool:
+    """True when the socket of a connected ``connection`` already saw the server's end:
+    end of stream (FIN) or a reset."""
+    reader = getattr(connection, "_reader", None)
+    writer = getattr(connection, "_writer", None)
+    if not isinstance(reader, asyncio.StreamReader) or not isinstance(writer, asyncio.StreamWriter):
+        return False
+    return reader.at_eof() or reader.exception() is not None or writer.transport.is_closing()
+
+
+def _address(url: str) -> str:
+    """Where a Redis URL points, for the log: ``host:port`` (or the socket path); never
+    the password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        return redact_url(url)
+    return f"{parts.hostname or 'localhost'}:{port}"
 
 
 def _unavailable(message: str) -> GatewayError:

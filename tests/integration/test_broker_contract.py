@@ -54,7 +54,7 @@ async def broker(
     else:
         instance = RedisBroker(redis_server.url, prefix=f"t{id(recorder)}")
     await instance.start(recorder)
-    await wait_until(lambda: instance.available, 5, "broker available")
+    await wait_until(lambda: instance.ready, 5, "broker ready")
     yield instance, recorder
     await instance.close()
 
@@ -206,3 +206,15 @@ async def test_presence_refresh_keeps_entries_alive(broker: tuple[Broker, Record
         return set(entries) == {"c1"}
 
     await wait_until(only_c1, 5, "c2 to expire while c1 stays")
+
+
+@pytest.mark.parametrize("after", [2**63 - 1, 2**63, 2**70, -5])
+async def test_a_read_after_an_offset_out_of_range_is_answered(
+    broker: tuple[Broker, Recorder], after: int
+) -> None:
+    instance, _ = broker
+    policy = HistoryPolicy(size=10, ttl=60)
+    await instance.publish("range:1", head(b'{"n":1}'), policy)
+    page = await instance.read_history("range:1", policy, after=after)
+    assert page.top == 1
+    assert [offset for offset, _ in page.messages] == ([1] if after < 0 else [])

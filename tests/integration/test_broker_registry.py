@@ -29,7 +29,7 @@ async def broker(
     else:
         instance = RedisBroker(redis_server.url, prefix=f"reg{id(request)}")
     await instance.start(Ignore())
-    await wait_until(lambda: instance.available, 5, "broker available")
+    await wait_until(lambda: instance.ready, 5, "broker ready")
     yield instance
     await instance.close()
 
@@ -70,7 +70,7 @@ async def test_redis_registry_keys_share_one_hash_tag(redis_server: RedisServer)
     instance = RedisBroker(redis_server.url, prefix="tagged")
     await instance.start(Ignore())
     try:
-        await wait_until(lambda: instance.available, 5, "broker available")
+        await wait_until(lambda: instance.ready, 5, "broker ready")
         await instance.register_node("n1", b"{}", ttl=30)
         with redis_server.client() as client:
             keys = {key.decode() for key in client.keys("tagged:*")}

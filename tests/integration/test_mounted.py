@@ -22,9 +22,9 @@ async def test_mounted_gateway_runs_inside_the_host_apps_own_lifespan(
 
     @asynccontextmanager
     async def host_lifespan(_: FastAPI) -> AsyncIterator[dict[str, str]]:
-        events.append(("host started", realtime.state.replica.broker.available))
+        events.append(("host started", realtime.state.replica.broker.ready))
         yield {"greeting": "hello"}
-        events.append(("host stopping", realtime.state.replica.broker.available))
+        events.append(("host stopping", realtime.state.replica.broker.ready))
 
     host = FastAPI(lifespan=host_lifespan)
     realtime = gateway.mount(host, "/realtime", create_app(settings_factory()))
@@ -50,7 +50,7 @@ async def test_mounted_gateway_runs_inside_the_host_apps_own_lifespan(
             [message] = await alice.messages(1)
             assert message["data"] == "through the mount"
     assert events == [("host started", True), ("host stopping", True)], "gateway wraps the host"
-    assert not realtime.state.replica.broker.available, "lifespan shutdown stopped the broker"
+    assert not realtime.state.replica.broker.ready, "lifespan shutdown stopped the broker"
 
 
 async def test_mount_without_a_gateway_builds_one_from_the_settings(
@@ -62,8 +62,8 @@ async def test_mount_without_a_gateway_builds_one_from_the_settings(
     async with serve_app(host) as port, httpx.AsyncClient() as http:
         ready = await http.get(f"http://127.0.0.1:{port}/rt/readyz", timeout=5)
         assert ready.status_code == 200
-        assert realtime.state.replica.broker.available
-    assert not realtime.state.replica.broker.available
+        assert realtime.state.replica.broker.ready
+    assert not realtime.state.replica.broker.ready
 
 
 async def test_two_gateways_mounted_in_one_app_both_start_and_stop(
@@ -76,8 +76,8 @@ async def test_two_gateways_mounted_in_one_app_both_start_and_stop(
         for prefix, node in (("/a", "a"), ("/b", "b")):
             health = await http.get(f"http://127.0.0.1:{port}{prefix}/healthz", timeout=5)
             assert health.json()["node"] == node
-    assert not first.state.replica.broker.available
-    assert not second.state.replica.broker.available
+    assert not first.state.replica.broker.ready
+    assert not second.state.replica.broker.ready
 
 
 async def test_mounted_with_an_internal_port_serves_internal_paths_only_on_it(

@@ -171,14 +171,14 @@ async def test_a_display_name_shows_in_presence_and_on_messages(
 ) -> None:
     url = f"{local_gateway.ws_url}?x="
     async with fast(url, name="Zoë") as zoe, fast(local_gateway.ws_url) as reader:
-        subscription = reader.subscribe("chat:py-names")
+        subscription = reader.subscribe("demo:py-names")
         await subscription.subscribed()
-        async with zoe.subscribe("chat:py-names") as own:
+        async with zoe.subscribe("demo:py-names") as own:
             await own.subscribed()
-            await zoe.publish("chat:py-names", "hi")
+            await zoe.publish("demo:py-names", "hi")
             message = await next_message(subscription)
             assert message.data == "hi" and message.info == {"name": "Zoë"}
-            presence = await reader.presence("chat:py-names")
+            presence = await reader.presence("demo:py-names")
             zoe_id = (await zoe.connected())["client"]
             assert presence["clients"][zoe_id] == {"user": None, "info": {"name": "Zoë"}}
 
@@ -189,11 +189,11 @@ async def test_a_refused_handshake_stops_with_the_servers_reason(
     async with fast(local_gateway.ws_url, name="n" * 65) as client:
         with pytest.raises(GatewayClientError) as failed:
             await client.connected()
-        assert failed.value.code == "closed"
+        assert failed.value.code == "refused" and failed.value.status == 400
         assert "HTTP 400: name must be at most 64 characters" in str(failed.value)
-        assert (
-            client.last_error
-            == "handshake refused with HTTP 400: name must be at most 64 characters"
+        assert client.last_error is not None
+        assert client.last_error.endswith(
+            "refused the WebSocket handshake with HTTP 400: name must be at most 64 characters"
         )
 
 

@@ -15,13 +15,16 @@ from tests.support.net import free_port, wait_until_sync
 class RedisServer:
     """One redis-server process; ``restart()`` brings it back on the same port."""
 
-    def __init__(self, port: int | None = None, *extra_args: str) -> None:
+    def __init__(
+        self, port: int | None = None, *extra_args: str, password: str | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
         self.port = port or free_port()
         self.extra_args = extra_args
+        self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="gw-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -31,7 +34,9 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """A synchronous client for assertions."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5
+        )
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -49,6 +54,7 @@ class RedisServer:
                 str(self.dir),
                 "--logfile",
                 str(self.dir / "redis.log"),
+                *(("--requirepass", self.password) if self.password else ()),
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,

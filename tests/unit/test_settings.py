@@ -74,18 +74,19 @@ def test_toml_file_with_namespaces(tmp_path: Path) -> None:
     assert settings.namespace("plain") == NamespaceOptions()
 
 
-def test_the_demos_chat_namespace_has_presence_until_namespaces_are_configured(
+def test_the_demo_namespace_has_presence_until_namespaces_are_configured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings()
-    assert settings.namespace("chat:lobby") == NamespaceOptions(presence=True, join_leave=True)
+    assert settings.namespace("demo:lobby") == NamespaceOptions(presence=True, join_leave=True)
+    assert settings.namespace("chat:lobby") == NamespaceOptions()
     assert settings.namespace("chat") == NamespaceOptions()
     assert settings.namespace("news:today") == NamespaceOptions()
     assert NamespaceOptions().presence is False
     replaced = load_settings(write(tmp_path, "[namespaces.news]\npublish = false\n"))
-    assert replaced.namespace("chat:lobby") == NamespaceOptions()
+    assert replaced.namespace("demo:lobby") == NamespaceOptions()
     monkeypatch.setenv("GATEWAY_NAMESPACES", "{}")
-    assert load_settings().namespace("chat:lobby") == NamespaceOptions()
+    assert load_settings().namespace("demo:lobby") == NamespaceOptions()
 
 
 def test_unconfigured_namespace_takes_the_default_one(tmp_path: Path) -> None:
