@@ -40,7 +40,7 @@ def totals(stats: Stats, hub: Hub) -> dict[str, Any]:
         "sent_bytes": stats.sent_bytes + hub.sent_bytes,
         "commands": dict(results),
         "errors": dict(stats.errors),
-        "slow_consumers": hub.slow_consumers,
+        "slow_consumers": stats.slow_consumers,
         "repairs": hub.repairs,
     }
 

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from gateway.channels import is_valid_channel
 from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
+from gateway.protocol import MAX_OFFSET, StreamPosition
 from gateway.replica import Replica
 
 T = TypeVar("T")
@@ -76,6 +76,10 @@ class HistoryResult(BaseModel):
     offset: int = Field(description="The channel's latest offset")
     epoch: str
     messages: list[Any] = Field(description="`message` frames, in offset order")
+    more: bool = Field(
+        description="More messages matched than fit in `history_reply_bytes`: ask again "
+        "with `since` set to the last one's offset"
+    )
 
 
 class DisconnectRequest(_Request):
@@ -192,16 +196,22 @@ def api_router(replica: Replica) -> APIRouter:
     @router.get("/history/{channel:path}")
     async def history(
         channel: Annotated[ChannelName, Path()],
-        since: Annotated[int | None, Query(ge=0, description="Offset of the last seen")] = None,
+        since: Annotated[
+            int | None, Query(ge=0, le=MAX_OFFSET, description="Offset of the last seen")
+        ] = None,
         epoch: Annotated[str | None, Query(description="Epoch of `since`")] = None,
         limit: Annotated[int | None, Query(ge=0, description="At most this many")] = None,
     ) -> HistoryResult:
-        """A channel's messages after `since` (with its `epoch`), else the latest ones."""
+        """A channel's messages after `since` (with its `epoch`), else the latest ones,
+        oldest first: at most `history_reply_bytes` of them, with `more` when some were
+        left out (ask again with `since` set to the last one)."""
         if (since is None) != (epoch is None):
             raise HTTPException(422, detail="since and epoch go together")
         position = StreamPosition(since, epoch) if since is not None and epoch is not None else None
-        top, messages = await _answer(control.history(channel, position, limit))
-        return HistoryResult(channel=channel, offset=top.offset, epoch=top.epoch, messages=messages)
+        top, messages, more = await _answer(control.history(channel, position, limit))
+        return HistoryResult(
+            channel=channel, offset=top.offset, epoch=top.epoch, messages=messages, more=more
+        )
 
     @router.post("/disconnect")
     async def disconnect(body: DisconnectRequest) -> DisconnectResult:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from gateway import protocol
 from gateway.broker.base import HistoryPage, HistoryPolicy
 from gateway.channels import namespace_of
-from gateway.errors import SLOW_CONSUMER, ErrorCode, GatewayError
+from gateway.errors import BROKER_UNAVAILABLE, SLOW_CONSUMER, ErrorCode, GatewayError
+from gateway.history import HistoryReader, HistorySlice
 from gateway.outbox import Outgoing
 from gateway.protocol import (
     Command,
@@ -54,6 +55,7 @@ class Commands:
     def __init__(self, replica: Replica) -> None:
         self._replica = replica
         self._settings = replica.settings
+        self._history = HistoryReader(replica.broker, replica.settings.max_message_bytes)
         self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             Subscribe: self.subscribe,
             Unsubscribe: self.unsubscribe,
@@ -118,33 +120,93 @@ class Commands:
         since: StreamPosition,
         policy: HistoryPolicy,
     ) -> None:
-        """Subscribe, then send what was missed after ``since`` before the live stream."""
+        """Subscribe, then send what was missed after ``since`` before the live stream.
+
+        The missed messages go out as the client takes them (each waits for room in its
+        queue), read from the broker in bounded pages; live publications wait meanwhile in
+        a buffer bounded like the queue. A recovery that cannot go on once `subscribed`
+        was sent (the history was trimmed or lost under it) closes with 4008, after which
+        the client resubscribes from the last message it got and learns the truth.
+        """
         channel = command.channel
-        buffer = RecoveryBuffer(connection, self._settings.max_queue)
+        settings = self._settings
+        buffer = RecoveryBuffer(connection, settings.max_queue, settings.max_queue_bytes)
         joined = await connection.subscribe(channel, policy, via=buffer)
         assert joined is not None
-        missed: list[bytes | Outgoing] | None = None
+        page: HistoryPage | None = None
         try:
             if since.epoch == joined.epoch and since.offset <= joined.offset:
-                page = await self._replica.broker.read_history(channel, policy, after=since.offset)
-                if page.epoch == since.epoch and page.first <= since.offset + 1:
-                    stored: list[tuple[int, bytes | Outgoing]] = list(page.messages)
-                    live: list[tuple[int, bytes | Outgoing]] = list(buffer.pairs())
-                    merged = merge(since.offset, stored, live)
-                    missed = merged[0] if merged is not None else None
+                page = await self._history.page_after(channel, policy, since.offset)
         except GatewayError:
             connection.unsubscribe(channel)
             raise
+        recovered = (
+            page is not None and page.epoch == since.epoch and page.first <= since.offset + 1
+        )
+        complete = page is not None and len(page.messages) < self._history.chunk
+        if recovered and complete:
+            assert page is not None
+            stored: list[tuple[int, bytes | Outgoing]] = list(page.messages)
+            live: list[tuple[int, bytes | Outgoing]] = list(buffer.pairs())
+            recovered = merge(since.offset, stored, live) is not None
         if connection.closing:
             return
-        connection.send(protocol.subscribed(command.id, channel, joined, missed is not None))
-        for item in missed if missed is not None else buffer.messages:
-            if isinstance(item, bytes):
-                connection.send(item)
-            elif not connection.deliver(item):
-                connection.close(SLOW_CONSUMER)
+        connection.send(protocol.subscribed(command.id, channel, joined, recovered))
+        if recovered:
+            assert page is not None
+            last = await self._send_missed(connection, channel, policy, since, page)
+            if last is None:
                 return
+        else:
+            last = None
+        while batch := buffer.take():
+            for message in batch:
+                if last is not None:
+                    if message.offset <= last:
+                        continue
+                    if message.offset != last + 1:
+                        connection.close(SLOW_CONSUMER)
+                        return
+                    last = message.offset
+                if not await connection.make_room():
+                    return
+                if not connection.deliver(message):
+                    connection.close(SLOW_CONSUMER)
+                    return
         connection.take_over(channel, buffer)
+
+    async def _send_missed(
+        self,
+        connection: Connection,
+        channel: str,
+        policy: HistoryPolicy,
+        since: StreamPosition,
+        page: HistoryPage,
+    ) -> int | None:
+        """Send the stored messages after ``since``, page by page; the last offset sent,
+        or None when the connection is closing."""
+        last = since.offset
+        while True:
+            for offset, frame in page.messages:
+                if offset <= last:
+                    continue
+                if offset != last + 1:
+                    connection.close(SLOW_CONSUMER)
+                    return None
+                if not await connection.make_room():
+                    return None
+                connection.send(frame)
+                last = offset
+            if len(page.messages) < self._history.chunk:
+                return None if connection.closing else last
+            try:
+                page = await self._history.page_after(channel, policy, last)
+            except GatewayError:
+                connection.close(BROKER_UNAVAILABLE)
+                return None
+            if page.epoch != since.epoch:
+                connection.close(SLOW_CONSUMER)
+                return None
 
     async def unsubscribe(self, connection: Connection, command: Unsubscribe) -> None:
         if command.channel not in connection.channels:
@@ -220,9 +282,10 @@ class Commands:
         channel = command.channel
         options = self.namespace(channel)
         connection.guard.check_read(channel, options, channel in connection.channels)
-        page = await self.history_of(channel, options, command.since, command.limit)
-        frames = [frame for _, frame in page.messages]
-        connection.send(protocol.history_reply(command.id, channel, page.position, frames))
+        found = await self.history_of(channel, options, command.since, command.limit)
+        frames = [frame for _, frame in found.messages]
+        reply = protocol.history_reply(command.id, channel, found.position, frames, found.more)
+        connection.send(reply)
 
     async def history_of(
         self,
@@ -230,8 +293,11 @@ class Commands:
         options: NamespaceOptions,
         since: StreamPosition | None,
         limit: int | None,
-    ) -> HistoryPage:
-        """The messages after ``since`` (oldest first), else the latest; at most ``limit``.
+    ) -> HistorySlice:
+        """The messages after ``since``, else the latest; at most ``limit``, oldest first.
+
+        Matching messages beyond ``history_reply_bytes`` are left for the next request:
+        the slice then says ``more``.
 
         Raises:
             GatewayError: `bad_request` where history is off or ``since`` is not in this
@@ -243,20 +309,24 @@ class Commands:
                 ErrorCode.BAD_REQUEST, f"history is off in namespace {namespace_of(channel)!r}"
             )
         limit = policy.size if limit is None else min(limit, policy.size)
-        broker = self._replica.broker
+        max_bytes = self._settings.history_reply_bytes
+        after = None if since is None else since.offset
+        page = await self._history.read(
+            channel, policy, after=after, count=limit, max_bytes=max_bytes
+        )
         if since is None:
-            return await broker.read_history(channel, policy, limit=limit)
-        page = await broker.read_history(channel, policy, after=since.offset, limit=limit)
-        if page.epoch != since.epoch:
+            return page
+        if page.position.epoch != since.epoch:
             raise GatewayError(
                 ErrorCode.BAD_REQUEST,
-                f"since.epoch {since.epoch!r} is not the channel's epoch {page.epoch!r}: "
+                f"since.epoch {since.epoch!r} is not the channel's epoch {page.position.epoch!r}: "
                 "that history was lost; re-sync",
             )
-        if since.offset > page.top:
+        if since.offset > page.position.offset:
             raise GatewayError(
                 ErrorCode.BAD_REQUEST,
-                f"since.offset {since.offset} is beyond the channel's latest offset {page.top}",
+                f"since.offset {since.offset} is beyond the channel's latest offset "
+                f"{page.position.offset}",
             )
         return page
 

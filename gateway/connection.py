@@ -31,6 +31,7 @@ from gateway.errors import (
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     UNSUPPORTED_DATA,
+    CloseCode,
     Disconnect,
     ErrorCode,
     GatewayError,
@@ -75,6 +76,9 @@ class Connection:
         "replica",
     )
 
+    batches = True
+    """Whether queued frames may leave together as one NDJSON frame."""
+
     def __init__(
         self, replica: Replica, websocket: WebSocket, sink: Sink, principal: Principal
     ) -> None:
@@ -82,11 +86,14 @@ class Connection:
         self.id = new_client_id()
         self.principal = principal
         self.channels: dict[str, Subscriber] = {}
+        settings = replica.settings
         self.outbox = Outbox(
             sink,
-            replica.settings.max_queue,
+            settings.max_queue,
             replica.loop_passes,
             replica.metrics.queue_depth.observe,
+            byte_limit=settings.max_queue_bytes,
+            batches=self.batches,
         )
         self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
         self._websocket = websocket
@@ -172,9 +179,26 @@ class Connection:
         if self._closing is not None:
             return
         self._closing = reason
-        self.replica.stats.closes[int(reason.code)] += 1
+        stats = self.replica.stats
+        stats.closes[int(reason.code)] += 1
+        if reason.code is CloseCode.SLOW_CONSUMER:
+            stats.slow_consumers += 1
         self._leave_all()
         self._closer = asyncio.get_running_loop().create_task(self._close(reason))
+
+    async def make_room(self) -> bool:
+        """Wait until the outbox is no longer crowded; False once the connection is closing.
+
+        A peer that does not make room within one ping interval has stopped reading: it
+        is closed as a slow consumer, so that no wait here lasts longer.
+        """
+        if self.outbox.crowded and self._closing is None:
+            try:
+                async with asyncio.timeout(self.replica.settings.ping_seconds):
+                    await self.outbox.room()
+            except TimeoutError:
+                self.close(SLOW_CONSUMER)
+        return self._closing is None
 
     async def run(self) -> None:
         """Serve the connection until the socket closes."""
@@ -284,12 +308,11 @@ class ProtocolConnection(Connection):
         Consecutive `publish` commands do not wait for one another: they go to the broker
         together (one round trip) and their replies follow in order; any other command
         first waits for them. A lone `publish` goes at once. A client that sends commands
-        faster than it reads the replies is slowed down (its next command waits for its
-        queue to drain) rather than disconnected.
+        faster than it reads the replies is slowed down (its next command waits for room in
+        its queue) rather than disconnected, unless it stops reading (see `make_room`).
         """
         commands = self.replica.commands
         counts = self.replica.stats.commands
-        budget = self.replica.settings.max_queue // 2
         frame = protocol.parse(text)
         for index, command in enumerate(frame):
             pending = self._pending
@@ -297,9 +320,7 @@ class ProtocolConnection(Connection):
                 not isinstance(command, Publish) or len(pending) >= PIPELINED_PUBLISHES
             ):
                 await self._settle()
-            if len(self.outbox) > budget:
-                await self.outbox.flush()
-            if self._closing is not None:
+            if not await self.make_room():
                 return
             if not self.guard.admit(command):
                 continue
@@ -321,10 +342,14 @@ class ProtocolConnection(Connection):
                 counts[op, error.code.value] += 1
                 self.send_error(error.with_id(command.id))
             except Exception:
-                log.exception("command.failed client=%s op=%s", self.id, op)
-                counts[op, ErrorCode.INTERNAL.value] += 1
-                self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command.id))
+                self._failed(op, command.id)
         await self._settle()
+
+    def _failed(self, op: str, command_id: int | str | None) -> None:
+        """Answer a command that failed unexpectedly with `internal`; the connection goes on."""
+        log.exception("command.failed client=%s op=%s", self.id, op)
+        self.replica.stats.commands[op, ErrorCode.INTERNAL.value] += 1
+        self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command_id))
 
     def _start_publish(self, command: Publish) -> None:
         if self._pending is None:
@@ -334,6 +359,8 @@ class ProtocolConnection(Connection):
         except GatewayError as error:
             self.replica.stats.commands["publish", error.code.value] += 1
             self.send_error(error.with_id(command.id))
+        except Exception:
+            self._failed("publish", command.id)
         else:
             self._pending.append((command, future))
 
@@ -351,6 +378,8 @@ class ProtocolConnection(Connection):
             except GatewayError as error:
                 counts["publish", error.code.value] += 1
                 self.send_error(error.with_id(command.id))
+            except Exception:
+                self._failed("publish", command.id)
             else:
                 counts["publish", "ok"] += 1
                 self.send(published(command, position))
@@ -368,6 +397,8 @@ class PlainTextConnection(Connection):
     channel, and it receives every publication of that channel as bare text."""
 
     __slots__ = ("_channel",)
+
+    batches = False
 
     def __init__(
         self,

@@ -126,16 +126,18 @@ class ControlPlane:
 
     async def history(
         self, channel: str, since: StreamPosition | None, limit: int | None
-    ) -> tuple[StreamPosition, list[Any]]:
-        """The channel's position and its messages after ``since`` (else the latest ones).
+    ) -> tuple[StreamPosition, list[Any], bool]:
+        """The channel's position, its messages after ``since`` (else the latest ones), and
+        whether more were left out to keep within ``history_reply_bytes``.
 
         Raises:
             GatewayError: `unknown_namespace`, `bad_request` where history is off or
                 ``since`` is not in this history, `unavailable`.
         """
         commands = self._replica.commands
-        page = await commands.history_of(channel, commands.namespace(channel), since, limit)
-        return page.position, [orjson.loads(frame) for _, frame in page.messages]
+        found = await commands.history_of(channel, commands.namespace(channel), since, limit)
+        messages = [orjson.loads(frame) for _, frame in found.messages]
+        return found.position, messages, found.more
 
     async def disconnect_user(self, user: str) -> None:
         """Close every connection of ``user`` on every replica with 4003.

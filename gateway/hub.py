@@ -88,7 +88,6 @@ class Hub:
         self._on_latency = on_latency
         self._channels: dict[str, _Members] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.slow_consumers = 0
         self.delivered = 0
         self.sent_bytes = 0
         self.repairs = 0
@@ -222,7 +221,6 @@ class Hub:
         self.delivered += delivered
         self.sent_bytes += delivered * len(message.frame)
         for subscriber in slow:
-            self.slow_consumers += 1
             subscriber.close(SLOW_CONSUMER)
 
     async def _seed(self, channel: str, members: _Members) -> None:

@@ -27,12 +27,22 @@ DEPTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 class Stats:
     """Counters bumped where things happen."""
 
-    __slots__ = ("closes", "commands", "errors", "published", "received_bytes", "sent_bytes")
+    __slots__ = (
+        "closes",
+        "commands",
+        "errors",
+        "published",
+        "received_bytes",
+        "sent_bytes",
+        "slow_consumers",
+    )
 
     def __init__(self) -> None:
         self.commands: Counter[tuple[str, str]] = Counter()
         self.errors: Counter[str] = Counter()
         self.closes: Counter[int] = Counter()
+        self.slow_consumers = 0
+        """Connections the server closed with 4008, whatever overflowed (counted at the close)."""
         self.published = 0
         self.received_bytes = 0
         self.sent_bytes = 0
@@ -143,8 +153,8 @@ class _ReplicaCollector(Collector):
         )
         yield CounterMetricFamily(
             "gateway_slow_consumers",
-            "Connections closed because their queue overflowed (4008).",
-            hub.slow_consumers,
+            "Connections closed because they did not keep up with their queue (4008).",
+            stats.slow_consumers,
         )
         yield CounterMetricFamily(
             "gateway_history_repairs",

@@ -14,6 +14,8 @@ from gateway.errors import Disconnect, ErrorCode, GatewayError
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "pubsub.v1"
 MAX_ID_LENGTH = 64
+MAX_OFFSET = 2**63 - 1
+"""Offsets are non-negative integers below 2^63 (Redis stream ids and counters are 64-bit)."""
 
 CommandId: TypeAlias = int | str | None
 
@@ -169,8 +171,10 @@ def _since(obj: dict[str, Any]) -> StreamPosition | None:
     if not isinstance(since, dict):
         raise GatewayError(ErrorCode.BAD_REQUEST, "since must be an object {offset, epoch}")
     offset, epoch = since.get("offset"), since.get("epoch")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise GatewayError(ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, "since.offset must be a non-negative integer below 2^63"
+        )
     if not isinstance(epoch, str):
         raise GatewayError(ErrorCode.BAD_REQUEST, "since.epoch must be a string")
     return StreamPosition(offset, epoch)
@@ -277,6 +281,10 @@ def message_head(
 
     ``client`` is None for publications of the server API, which carry no `from`; ``info``
     (the publisher's presence info) goes into `from` when there is one.
+
+    Raises:
+        GatewayError: `bad_request` when ``data`` cannot be encoded (nested deeper than
+            the JSON encoder allows).
     """
     frame: dict[str, Any] = {"op": "message", "channel": channel, "data": data}
     if client is not None:
@@ -284,7 +292,13 @@ def message_head(
         if info is not None:
             sender["info"] = info
         frame["from"] = sender
-    return orjson.dumps(frame)[:-1]
+    try:
+        return orjson.dumps(frame)[:-1]
+    except orjson.JSONEncodeError as exc:
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST,
+            f"data cannot be encoded ({exc}): it may nest 253 levels, integers 64 bits",
+        ) from None
 
 
 def presence_head(op: str, channel: str, client: str, user: str | None, info: Any = None) -> bytes:
@@ -306,12 +320,21 @@ def subscribed(
 
 
 def history_reply(
-    command_id: CommandId, channel: str, position: StreamPosition, frames: list[bytes]
+    command_id: CommandId,
+    channel: str,
+    position: StreamPosition,
+    frames: list[bytes],
+    more: bool = False,
 ) -> bytes:
-    """The reply to `history`, splicing the stored message frames in without re-encoding."""
+    """The reply to `history`, splicing the stored message frames in without re-encoding.
+
+    ``more`` says that matching messages were left out to keep the reply within its size.
+    """
     head = reply("history", command_id, channel=channel, offset=position.offset)[:-1]
     epoch = orjson.dumps(position.epoch)
-    return b'%s,"epoch":%s,"messages":[%s]}' % (head, epoch, b",".join(frames))
+    messages = b",".join(frames)
+    more_field = b"true" if more else b"false"
+    return b'%s,"epoch":%s,"messages":[%s],"more":%s}' % (head, epoch, messages, more_field)
 
 
 def close_message(head: bytes, position: StreamPosition | None = None) -> bytes:

@@ -40,24 +40,34 @@ def merge(
 
 
 class RecoveryBuffer:
-    """Stands in for a connection in the hub while its missed messages are read.
+    """Stands in for a connection in the hub while its missed messages are read and sent.
 
-    Keeps at most ``limit`` live publications; one more makes it a slow consumer, as the
-    connection's own queue would.
+    Keeps at most ``limit`` live publications of at most ``byte_limit`` bytes in all; one
+    more makes it a slow consumer, as the connection's own queue would.
     """
 
-    __slots__ = ("_limit", "_owner", "messages")
+    __slots__ = ("_byte_limit", "_bytes", "_limit", "_owner", "messages")
 
-    def __init__(self, owner: Subscriber, limit: int) -> None:
+    def __init__(self, owner: Subscriber, limit: int, byte_limit: int) -> None:
         self._owner = owner
         self._limit = limit
+        self._byte_limit = byte_limit
+        self._bytes = 0
         self.messages: list[Outgoing] = []
 
     def deliver(self, message: Outgoing) -> bool:
-        if len(self.messages) >= self._limit:
+        size = self._bytes + message.size
+        if len(self.messages) >= self._limit or size > self._byte_limit:
             return False
         self.messages.append(message)
+        self._bytes = size
         return True
+
+    def take(self) -> list[Outgoing]:
+        """The publications kept so far, which the buffer then forgets."""
+        messages, self.messages = self.messages, []
+        self._bytes = 0
+        return messages
 
     def close(self, reason: Disconnect) -> None:
         self._owner.close(reason)

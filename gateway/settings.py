@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     node_id: str = Field(default_factory=_default_node_id, min_length=1, max_length=128)
     max_message_bytes: int = Field(default=65536, ge=64)
     max_queue: int = Field(default=1024, ge=1)
+    max_queue_bytes: int = Field(default=4194304, ge=1024)
+    history_reply_bytes: int = Field(default=1048576, ge=1)
     max_subscriptions: int = Field(default=128, ge=1)
     rate: float = Field(default=100, ge=0)
     max_connections: int = Field(default=0, ge=0)

@@ -88,9 +88,13 @@ export interface PresenceReply extends Frame {
 export interface HistoryReply extends Frame {
   op: "history";
   channel: string;
+  /** The channel's latest offset. */
   offset: number;
   epoch: string;
+  /** Oldest first. */
   messages: MessageFrame[];
+  /** Matching messages were left out to keep the reply within its size: ask again after the last one. */
+  more: boolean;
 }
 
 export interface ConnectingEvent {
@@ -223,6 +227,11 @@ export declare class GatewayClient extends Emitter<ClientEvents> {
   publish(channel: string, data: unknown): Promise<PublishedReply>;
   presence(channel: string): Promise<PresenceReply>;
   history(channel: string, options?: { since?: StreamPosition; limit?: number }): Promise<HistoryReply>;
+  /** Every reply it takes to read all matching messages, following `more`. */
+  historyPages(
+    channel: string,
+    options?: { since?: StreamPosition; limit?: number },
+  ): AsyncGenerator<HistoryReply, void>;
   /** Send any command; resolves with its reply, rejects with a GatewayError. */
   request<R extends Frame = Frame>(command: Omit<Frame, "id">): Promise<R>;
 }

@@ -339,12 +339,35 @@ export class GatewayClient extends Emitter {
     return this.request({ op: "presence", channel });
   }
 
-  /** A channel's retained messages; resolves with the `history` reply (`messages`). */
+  /**
+   * A channel's retained messages; resolves with the `history` reply (`messages`, oldest
+   * first). The server bounds a reply in bytes: `more` is true when matching messages were
+   * left out; `historyPages` asks for them.
+   */
   history(channel, { since, limit } = {}) {
     const command = { op: "history", channel };
     if (since) command.since = since;
     if (limit !== undefined) command.limit = limit;
     return this.request(command);
+  }
+
+  /**
+   * Every `history` reply it takes to read all the messages that match (those after
+   * `since`, else the latest `limit`), oldest first: each next request asks for what
+   * follows the last message received, while the reply says `more`.
+   */
+  async *historyPages(channel, { since, limit } = {}) {
+    for (;;) {
+      const reply = await this.history(channel, { since, limit });
+      yield reply;
+      const { messages } = reply;
+      if (!reply.more || messages.length === 0) return;
+      since = { offset: messages.at(-1).offset, epoch: reply.epoch };
+      if (limit !== undefined) {
+        limit -= messages.length;
+        if (limit <= 0) return;
+      }
+    }
   }
 
   /**

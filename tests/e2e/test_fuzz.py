@@ -2,7 +2,9 @@
 
 The replica must never crash, must answer everything with documented frames (an `error`
 carries a documented code, never `internal`) or close with a documented code, and a
-well-behaved client on the same replica must still receive every message.
+well-behaved client on the same replica must still receive every message. NDJSON
+batches that mix valid and invalid commands (some with `data` nested too deeply to
+encode) get one reply per command, in command order, unless a documented close ends them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -106,6 +108,44 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+DEEP = "deep-data-of-depth-"
+"""A `data` value written out as that many nested arrays (encoders refuse such depths)."""
+
+
+def _with_deep_data(text: str) -> str:
+    while (start := text.find(f'"{DEEP}')) != -1:
+        end = text.index('"', start + 1)
+        depth = int(text[start + 1 + len(DEEP) : end])
+        text = text[:start] + "[" * depth + "]" * depth + text[end + 1 :]
+    return text
+
+
+deep_publishes = st.builds(
+    lambda channel, depth: {"op": "publish", "channel": channel, "data": f"{DEEP}{depth}"},
+    channel_like,
+    st.integers(250, 700),
+)
+
+
+@dataclass
+class Batch:
+    """Commands to send as one NDJSON frame, each given its own integer id."""
+
+    commands: list[dict[str, Any]]
+
+    def frame(self, first_id: int) -> tuple[str, list[int]]:
+        ids = list(range(first_id, first_id + len(self.commands)))
+        lines = [_json({**command, "id": n}) for command, n in zip(self.commands, ids, strict=True)]
+        return _with_deep_data("\n".join(lines)), ids
+
+
+DEEP_PUBLISH = {"op": "publish", "channel": "chat", "data": f"{DEEP}254"}
+
+checked_batches = st.lists(
+    commands | plausible_commands | deep_publishes, min_size=2, max_size=8
+).map(Batch)
+
+
 frames = st.one_of(
     st.text(max_size=200),
     st.binary(max_size=64),
@@ -115,6 +155,7 @@ frames = st.one_of(
     st.lists(commands | plausible_commands, min_size=2, max_size=5).map(
         lambda batch: "\n".join(map(_json, batch))
     ),
+    checked_batches,
 )
 
 
@@ -158,20 +199,34 @@ class Fuzzer:
         assert welcome[0]["op"] == "welcome"
         return websocket
 
-    def exchange(self, frame: str | bytes) -> None:
-        """Send ``frame``, then a ping, and check everything up to the pong (or a close)."""
+    def exchange(self, frame: str | bytes | Batch) -> None:
+        """Send ``frame``, then a ping, and check everything up to the pong (or a close).
+
+        A `Batch` must be answered command by command, in order: every command before
+        the pong, or those before a documented close.
+        """
         self.sent += 1
         marker = f"sync-{self.sent}"
+        expected: list[int] | None = None
+        if isinstance(frame, Batch):
+            frame, expected = frame.frame(first_id=self.sent * 100)
+        answered: list[Any] = []
         try:
             self.websocket.send(frame)
             self.websocket.send(_json({"op": "ping", "id": marker}))
             while True:
                 replies = check_frame(self.websocket.recv(timeout=5), self.observed)
-                if any(r.get("id") == marker and r["op"] == "pong" for r in replies):
-                    return
+                for reply in replies:
+                    if reply.get("id") == marker and reply["op"] == "pong":
+                        assert expected is None or answered == expected, (answered, expected)
+                        return
+                    if "id" in reply and reply["id"] != marker:
+                        answered.append(reply["id"])
         except ConnectionClosed as closed:
             assert closed.rcvd is not None, "the server closed without a close frame"
             assert closed.rcvd.code in CLOSE_CODES, closed.rcvd
+            if expected is not None:
+                assert answered == expected[: len(answered)], (answered, expected)
             self.observed.close_codes.add(closed.rcvd.code)
             self.websocket = self._connect()
 
@@ -212,7 +267,10 @@ def test_random_input_never_hurts_the_replica_or_its_neighbours(replica: Gateway
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(frame=frames)
-    def throw(frame: str | bytes) -> None:
+    @example(frame=Batch([DEEP_PUBLISH]))
+    @example(frame=Batch([{"op": "publish", "channel": "chat", "data": 1}, DEEP_PUBLISH]))
+    @example(frame=Batch([DEEP_PUBLISH, {"op": "ping"}, {"op": "history", "channel": "chat"}]))
+    def throw(frame: str | bytes | Batch) -> None:
         nonlocal published
         fuzzer.exchange(frame)
         publisher.send(_json({"op": "publish", "channel": STEADY_CHANNEL, "data": published}))

@@ -195,3 +195,19 @@ async def test_a_refused_handshake_stops_with_the_servers_reason(
         assert client.last_error.endswith(
             "refused the WebSocket handshake with HTTP 400: name must be at most 64 characters"
         )
+
+
+async def test_history_pages_follow_more_until_every_message_is_read(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(history_reply_bytes=2000, rate=0)
+    async with serve_in_process(settings) as gateway, fast(gateway.ws_url) as client:
+        for n in range(10):
+            await client.publish("py:paged", [n, "x" * 600])
+        first = await client.history("py:paged")
+        assert first["more"] is True and 1 <= len(first["messages"]) < 10
+        pages = [page async for page in client.history_pages("py:paged")]
+        assert [page["more"] for page in pages] == [True] * (len(pages) - 1) + [False]
+        assert [m["data"][0] for page in pages for m in page["messages"]] == list(range(10))
+        latest = [page async for page in client.history_pages("py:paged", limit=6)]
+        assert [m["data"][0] for page in latest for m in page["messages"]] == list(range(4, 10))

@@ -235,7 +235,7 @@ async def test_slow_consumer_is_closed_with_4008_and_the_neighbour_gets_all(
             assert disconnect == [
                 {"op": "disconnect", "code": 4008, "reason": "slow consumer", "reconnect": True}
             ]
-            assert gateway.replica.hub.slow_consumers == 1
+            assert gateway.replica.stats.slow_consumers == 1
 
 
 async def test_health_and_readiness(gateway: LocalGateway) -> None:

@@ -161,3 +161,108 @@ async def test_deferred_frames_count_towards_the_limit() -> None:
     outbox = Outbox(sink, limit=3, passes=LoopPasses())
     results = [outbox.offer(Outgoing(b"{%d}" % n)) for n in range(6)]
     assert results == [True, True, True, True, False, False]
+
+
+def stalled_sink() -> FakeSink:
+    """A socket that takes nothing: everything offered queues."""
+    sink = FakeSink()
+    sink.accepting = False
+    sink.writable.clear()
+    return sink
+
+
+async def test_queued_bytes_are_bounded_beside_the_count() -> None:
+    outbox = Outbox(stalled_sink(), limit=100, passes=LoopPasses(), byte_limit=1000)
+    assert outbox.offer(Outgoing(b"x" * 600))
+    assert outbox.offer(Outgoing(b"y" * 400))
+    assert outbox.queued_bytes == 1000
+    assert not outbox.offer(Outgoing(b"z")), "one byte over the limit is a slow consumer"
+    await outbox.close()
+    assert outbox.queued_bytes == 0
+
+
+async def test_a_message_larger_than_the_byte_limit_may_wait_alone() -> None:
+    outbox = Outbox(stalled_sink(), limit=100, passes=LoopPasses(), byte_limit=1000)
+    assert outbox.offer(Outgoing(b"x" * 5000))
+    assert not outbox.offer(Outgoing(b"y"))
+    await outbox.close()
+
+
+async def test_queued_bytes_are_released_as_the_writer_sends() -> None:
+    sink = stalled_sink()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses(), byte_limit=10_000)
+    for _ in range(5):
+        outbox.offer(Outgoing(b"x" * 1000))
+    assert outbox.queued_bytes == 5000
+    sink.writable.set()
+    await outbox.flush()
+    assert outbox.queued_bytes == 0 and sink.sent == [b"\n".join([b"x" * 1000] * 5)]
+
+
+async def test_deferred_frames_count_their_bytes_and_a_refused_batch_keeps_them() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses(), byte_limit=10_000)
+    for n in range(4):
+        outbox.offer(Outgoing(b"%d" % n * 100))
+    assert outbox.queued_bytes == 300, "the first went to the socket at once"
+    sink.accepting = False
+    await next_pass()
+    assert outbox.queued_bytes == 302, "the three wait as one NDJSON batch, newlines included"
+    sink.accepting = True
+    await outbox.flush()
+    assert outbox.queued_bytes == 0
+
+
+async def test_without_batches_each_message_leaves_in_its_own_frame() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses(), batches=False)
+    for text in (b"one\ntwo", b"three", b"four"):
+        assert outbox.offer(Outgoing(text))
+    await next_pass()
+    assert sink.payloads() == [b"one\ntwo", b"three", b"four"]
+    sink.accepting = False
+    sink.writable.clear()
+    for text in (b"five", b"six"):
+        outbox.offer(Outgoing(text))
+    sink.writable.set()
+    await outbox.flush()
+    assert sink.sent == [b"five", b"six"]
+
+
+async def test_crowded_past_half_of_either_limit() -> None:
+    outbox = Outbox(stalled_sink(), limit=4, passes=LoopPasses(), byte_limit=1000)
+    outbox.offer(Outgoing(b"x" * 500))
+    assert not outbox.crowded
+    outbox.offer(Outgoing(b"x"))
+    assert outbox.crowded, "over half of the bytes"
+    await outbox.close()
+    outbox = Outbox(stalled_sink(), limit=4, passes=LoopPasses(), byte_limit=1000)
+    for _ in range(3):
+        outbox.offer(Outgoing(b"x"))
+    assert outbox.crowded, "over half of the messages"
+    await outbox.close()
+
+
+async def test_room_returns_once_the_writer_brings_the_queue_below_half() -> None:
+    sink = stalled_sink()
+    outbox = Outbox(sink, limit=100, passes=LoopPasses(), byte_limit=MAX_BATCH_BYTES * 4)
+    chunk = b"x" * (MAX_BATCH_BYTES - 10)
+    for _ in range(4):
+        outbox.offer(Outgoing(chunk))
+    room = asyncio.ensure_future(outbox.room())
+    await asyncio.sleep(0)
+    assert not room.done(), "a socket that takes nothing makes no room"
+    sink.writable.set()
+    await asyncio.wait_for(room, 1)
+    assert not outbox.crowded
+
+
+async def test_room_waits_until_closed_for_a_peer_that_never_reads() -> None:
+    outbox = Outbox(stalled_sink(), limit=100, passes=LoopPasses(), byte_limit=MAX_BATCH_BYTES * 4)
+    for _ in range(4):
+        outbox.offer(Outgoing(b"x" * (MAX_BATCH_BYTES - 10)))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(outbox.room(), 0.05)
+    room = asyncio.ensure_future(outbox.room())
+    await outbox.close()
+    await asyncio.wait_for(room, 1)

@@ -87,7 +87,11 @@ def test_publish_accepts_null_data() -> None:
         ),
         (
             '{"op":"subscribe","id":1,"channel":"c","since":{"offset":-1,"epoch":"e"}}',
-            bad("since.offset must be a non-negative integer", 1),
+            bad("since.offset must be a non-negative integer below 2^63", 1),
+        ),
+        (
+            f'{{"op":"history","id":1,"channel":"c","since":{{"offset":{2**63},"epoch":"e"}}}}',
+            bad("since.offset must be a non-negative integer below 2^63", 1),
         ),
         (
             '{"op":"subscribe","id":1,"channel":"c","since":{"offset":1}}',

@@ -34,6 +34,8 @@ def test_defaults_match_the_protocol_table() -> None:
     assert settings.redis_cluster is False
     assert settings.max_message_bytes == 65536
     assert settings.max_queue == 1024
+    assert settings.max_queue_bytes == 4194304
+    assert settings.history_reply_bytes == 1048576
     assert settings.max_subscriptions == 128
     assert settings.rate == 100
     assert settings.max_connections == 0
@@ -214,3 +216,13 @@ def test_unknown_variables_are_logged_as_warnings(caplog: pytest.LogCaptureFixtu
     assert record.getMessage() == (
         "settings.unknown_variable GATEWAY_APIKEY is not a setting; did you mean GATEWAY_API_KEY?"
     )
+
+
+def test_the_byte_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_MAX_QUEUE_BYTES", "65536")
+    monkeypatch.setenv("GATEWAY_HISTORY_REPLY_BYTES", "4096")
+    settings = load_settings()
+    assert (settings.max_queue_bytes, settings.history_reply_bytes) == (65536, 4096)
+    monkeypatch.setenv("GATEWAY_HISTORY_REPLY_BYTES", "0")
+    with pytest.raises(ConfigError, match="history_reply_bytes"):
+        load_settings()

@@ -89,6 +89,25 @@ test("history returns the latest messages with their offsets", { skip: SKIP }, a
   assert.deepEqual(after.messages.map((message) => message.data), [2, 3]);
 });
 
+test("historyPages follows more until every matching message is read", { skip: SKIP }, async (t) => {
+  const room = channel("js");
+  const gateway = client(t, URLS[0]);
+  await gateway.connect();
+  const padding = "x".repeat(600);
+  for (let n = 0; n < 10; n++) await gateway.publish(room, [n, padding]);
+  const first = await gateway.history(room);
+  assert.equal(first.more, true, "the replicas here bound a reply to 2 KiB");
+  const pages = [];
+  for await (const page of gateway.historyPages(room)) pages.push(page);
+  assert.ok(pages.length > 1);
+  assert.deepEqual(pages.map((page) => page.more), [...pages.slice(1).map(() => true), false]);
+  const data = pages.flatMap((page) => page.messages.map((message) => message.data[0]));
+  assert.deepEqual(data, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  const latest = [];
+  for await (const page of gateway.historyPages(room, { limit: 6 })) latest.push(...page.messages);
+  assert.deepEqual(latest.map((message) => message.data[0]), [4, 5, 6, 7, 8, 9]);
+});
+
 test("presence lists the clients of a channel on every replica", { skip: SKIP }, async (t) => {
   const room = channel("pres");
   const alice = client(t, URLS[0]);

@@ -491,13 +491,39 @@ class GatewayClient(_Emitter):
     async def history(
         self, channel: str, *, since: Position | None = None, limit: int | None = None
     ) -> Frame:
-        """A channel's retained messages: the `history` reply (``messages``)."""
+        """A channel's retained messages: the `history` reply (``messages``, oldest first).
+
+        The server bounds a reply in bytes: ``more`` is True when matching messages were
+        left out; `history_pages` asks for them.
+        """
         fields: Frame = {"channel": channel}
         if since is not None:
             fields["since"] = since.as_since()
         if limit is not None:
             fields["limit"] = limit
         return await self.request("history", **fields)
+
+    async def history_pages(
+        self, channel: str, *, since: Position | None = None, limit: int | None = None
+    ) -> AsyncIterator[Frame]:
+        """Every `history` reply it takes to read all the messages that match (those after
+        ``since``, else the latest ``limit``), oldest first: each next request asks for
+        what follows the last message received, while the reply says ``more``.
+
+        Raises:
+            GatewayClientError: as `request`.
+        """
+        while True:
+            reply = await self.history(channel, since=since, limit=limit)
+            yield reply
+            messages = reply["messages"]
+            if not reply.get("more") or not messages:
+                return
+            since = Position(messages[-1]["offset"], reply["epoch"])
+            if limit is not None:
+                limit -= len(messages)
+                if limit <= 0:
+                    return
 
     async def request(self, op: str, **fields: Any) -> Frame:
         """Send any command (an ``id`` is added) once connected; returns its reply.
