@@ -11,7 +11,9 @@ class Profile:
 
     name: str
     replicas: int = 2
-    loadgen_processes: int = 2
+    loadgen_processes: int = 0
+    """Load-generator processes; 0: one per load-generator CPU, at least 2 (and more when
+    the connections workload needs more open files than one process may have)."""
     rooms: int = 500
     """Many rooms: channels, each with ``room_subscribers`` subscribers."""
     room_subscribers: int = 10
@@ -37,6 +39,19 @@ class Profile:
     quiet_seconds: float = 15
     """Before each measured phase: at most this long for the servers to become idle (finish
     closing the previous phase's connections, drain what it left queued)."""
+    connections: int = 15_000
+    """Connections workload: subscribers of one channel, all on one replica."""
+    connections_rate: float = 2
+    """Publications per second to those subscribers (each reaches all of them)."""
+    connections_seconds: float = 10
+    readyz_interval: float = 0.1
+    """Seconds between two ``GET /readyz`` probes while the connections are busy."""
+    scale_sizes: tuple[int, ...] = (1, 2, 4)
+    """Scale workload: replica counts, each measured on fresh replicas."""
+    scale_channels: int = 10
+    scale_subscribers: int = 1000
+    """Subscribers in all, spread over the channels and over the replicas."""
+    scale_seconds: float = 8
 
     @property
     def idle_connections(self) -> int:
@@ -61,6 +76,12 @@ SMOKE = Profile(
     saturation_window=4,
     drain_seconds=10,
     settle_seconds=0.2,
+    connections=300,
+    connections_seconds=1,
+    scale_sizes=(1, 2),
+    scale_channels=2,
+    scale_subscribers=100,
+    scale_seconds=1,
 )
 
 PROFILES = {profile.name: profile for profile in (FULL, SMOKE)}
