@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bench.limits import limit
 from bench.loadgen.pool import LoadGenerator
 from bench.loadgen.worker import TIMELINE_NS
 from bench.processes import RedisProcess, ServerGroup, ServerKind
@@ -24,8 +25,6 @@ from bench.profiles import Profile
 from bench.system import Placement, busy_cpu_seconds, cpu_seconds
 
 POLL_SECONDS = 0.05
-BUSY = 0.85
-"""Share of a CPU above which a process (or a group of them) counts as the limit."""
 IDLE = 0.05
 """Share of their CPUs below which the servers count as idle between phases."""
 KEPT_UP = 0.9
@@ -138,7 +137,7 @@ def _minus(mine: tuple[float, ...], theirs: tuple[float, ...]) -> tuple[float, .
 def wait_until_idle(rig: Rig) -> None:
     """Give the servers (bounded) time to finish the previous phase before measuring."""
     deadline = time.monotonic() + rig.profile.quiet_seconds
-    window = 0.5
+    window = rig.profile.quiet_window
     while time.monotonic() < deadline:
         before = rig.servers.cpu_seconds()
         time.sleep(window)
@@ -318,19 +317,6 @@ def cpu_shares(rig: Rig, used: CpuSample, wall: float, spilled: bool = False) ->
         "limited_by": limit(server_share, level, redis_share),
         "loadgen_spilled": spilled,
     }
-
-
-def limit(server_share: float, loadgen_level: float, redis_share: float = 0.0) -> str:
-    """Which part ran out of CPU: ``load generator`` when the client was near full and
-    busier than the servers, ``Redis`` when its one core was near full, ``servers`` when
-    they were near full, else ``neither`` (a fixed rate below every limit)."""
-    if loadgen_level >= BUSY and server_share < loadgen_level:
-        return "load generator"
-    if redis_share >= BUSY and server_share < redis_share:
-        return "Redis"
-    if server_share >= BUSY:
-        return "servers"
-    return "neither"
 
 
 def sustained(result: dict[str, Any], seconds: float) -> float:

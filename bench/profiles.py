@@ -39,6 +39,9 @@ class Profile:
     quiet_seconds: float = 15
     """Before each measured phase: at most this long for the servers to become idle (finish
     closing the previous phase's connections, drain what it left queued)."""
+    quiet_window: float = 0.5
+    """The servers count as idle after a window this long in which they used (almost) no
+    CPU."""
     connections: int = 15_000
     """Connections workload: subscribers of one channel, all on one replica."""
     connections_rate: float = 2
@@ -76,6 +79,7 @@ SMOKE = Profile(
     saturation_window=4,
     drain_seconds=10,
     settle_seconds=0.2,
+    quiet_window=0.2,
     connections=300,
     connections_seconds=1,
     scale_sizes=(1, 2),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.measure import BUSY
+from bench.limits import BUSY
 
 REFERENCE = "bare"
 SUBJECT = "gateway"
@@ -345,7 +345,7 @@ def _scale_reading(scaled: dict[str, Any]) -> list[str]:
     largest = max(int(size) for size in shape["sizes"])
     if not shape["can_grow_linearly"]:
         notes.append(
-            f"The servers have {shape['server_cpus']} CPU(s) here, fewer than the "
+            f"The servers have {_cpus(shape['server_cpus'])} here, fewer than the "
             f"{largest} replicas of the largest size: deliveries/s cannot grow linearly with "
             "replicas on this machine. What the sizes show is what each added replica costs "
             "(every replica receives every publication for the channels its clients "
@@ -369,6 +369,10 @@ def _scale_reading(scaled: dict[str, Any]) -> list[str]:
             "per-publication and per-delivery costs, not a measurement)."
         )
     return notes
+
+
+def _cpus(count: int) -> str:
+    return "1 CPU" if count == 1 else f"{count} CPUs"
 
 
 def _maybe(fmt: str, value: Any) -> str:

@@ -39,7 +39,7 @@ def run(setup: Setup) -> dict[str, Any]:
     sizes: dict[str, dict[str, Any]] = {}
     for size in profile.scale_sizes:
         sizes[str(size)] = _size(setup, size, per_channel)
-        setup.log(f"  scale, {size} replicas: " + _line(sizes[str(size)]))
+        setup.log(f"  scale, {size} replica{'s' if size > 1 else ''}: " + _line(sizes[str(size)]))
     server_cpus = len(setup.placement.servers or [0])
     first = sizes[str(profile.scale_sizes[0])]["deliveries_per_s"]
     for result in sizes.values():

@@ -101,7 +101,7 @@ class Placement:
         return text
 
 
-def placement(pin: bool = True, server_cpus: int | None = None, spill: bool = True) -> Placement:
+def placement(pin: bool = True, server_cpus: int | None = None, spill: bool = False) -> Placement:
     """Split the CPUs this process may use: the upper ones (half of them unless
     ``server_cpus`` says how many) for the servers, the rest for the load generators, so
     neither steals the other's cycles. No pinning with one CPU."""

@@ -180,6 +180,10 @@ def saturation(rig: Rig) -> dict[str, Any]:
     }
 
 
+def replicas(count: int) -> str:
+    return f"{count} replica" if count == 1 else f"{count} replicas"
+
+
 def measured_parts(results: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(label, workload, result)`` of every measured run; each scale size on its own."""
     for workload, result in results.items():
@@ -187,7 +191,7 @@ def measured_parts(results: dict[str, Any]) -> Iterator[tuple[str, str, dict[str
             continue
         if workload == "scale":
             for size, part in result.get("sizes", {}).items():
-                yield f"scale ({size} replicas)", workload, part
+                yield f"scale ({replicas(int(size))})", workload, part
         else:
             yield workload, workload, result
 
@@ -212,7 +216,8 @@ def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
         warnings.append(
             f"{kind}: the load generator, not the server, was the limit in "
             + "; ".join(client)
-            + ": rates there measure the client"
+            + ": rates there measure the client (give it more CPUs with --server-cpus, or "
+            "on a quiet machine let it use the servers' idle time with --spill)"
         )
     if other:
         warnings.append(
