@@ -98,6 +98,13 @@ METRICS = (
     ),
     Metric(
         "connections",
+        "failed_connections",
+        "connections on one replica: failed to connect",
+        "{:,}",
+        None,
+    ),
+    Metric(
+        "connections",
         "kib_per_connection",
         "connections on one replica: KiB (RSS) per connection",
         "{:.1f}",

@@ -231,6 +231,12 @@ def loss_warnings(kind: str, results: dict[str, Any]) -> list[str]:
     """Every loss, said plainly; below saturation any loss is a failure."""
     warnings = []
     for label, workload, result in measured_parts(results):
+        if result.get("failed_connections"):
+            warnings.append(
+                f"{kind} {label}: {result['failed_connections']:,} of "
+                f"{result['connections']:,} connections failed to connect and subscribe "
+                f"(first: {result['first_connect_failure']})"
+            )
         if "lost" not in result:
             continue
         below = workload not in SATURATED

@@ -246,16 +246,19 @@ class Worker:
             channel = channels[index % len(channels)]
             replica = (index // len(channels)) % len(urls)
             async with gate:
+                peer: Peer | None = None
                 try:
                     _, peer = await ws_connect(
                         lambda: Peer(self, chosen, channel, replica),
                         urls[replica],
                         websocket_handshake_timeout=ready_within,
                     )
-                    self.subscribers.append(peer)
                     await asyncio.wait_for(peer.ready, ready_within)
+                    self.subscribers.append(peer)
                 except Exception as exc:
                     failures.append(repr(exc))
+                    if peer is not None:
+                        peer.close()
 
         started = time.monotonic_ns()
         await asyncio.gather(*(one(first + offset) for offset in range(count)))

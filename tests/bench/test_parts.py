@@ -183,6 +183,21 @@ def test_loss_in_a_scale_size_is_loss_at_saturation() -> None:
     assert any("fanout: LOSS BELOW SATURATION" in w for w in warnings)
 
 
+def test_connections_that_failed_to_connect_are_reported() -> None:
+    result = {
+        "connections": 15_000,
+        "failed_connections": 63,
+        "first_connect_failure": "TimeoutError('websocket handshake timeout')",
+        "lost": 0,
+        "errors": 0,
+    }
+    [warning] = loss_warnings("socketio", {"connections": result})
+    assert warning == (
+        "socketio connections: 63 of 15,000 connections failed to connect and subscribe "
+        "(first: TimeoutError('websocket handshake timeout'))"
+    )
+
+
 def test_scale_derives_efficiency_and_where_redis_is_full() -> None:
     result = {
         "timeline": [1000] * 40,
