@@ -246,19 +246,16 @@ class Worker:
             channel = channels[index % len(channels)]
             replica = (index // len(channels)) % len(urls)
             async with gate:
-                peer: Peer | None = None
+                peer = Peer(self, chosen, channel, replica)
                 try:
-                    _, peer = await ws_connect(
-                        lambda: Peer(self, chosen, channel, replica),
-                        urls[replica],
-                        websocket_handshake_timeout=ready_within,
+                    await ws_connect(
+                        lambda: peer, urls[replica], websocket_handshake_timeout=ready_within
                     )
                     await asyncio.wait_for(peer.ready, ready_within)
                     self.subscribers.append(peer)
                 except Exception as exc:
                     failures.append(repr(exc))
-                    if peer is not None:
-                        peer.close()
+                    peer.close()
 
         started = time.monotonic_ns()
         await asyncio.gather(*(one(first + offset) for offset in range(count)))
