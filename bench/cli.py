@@ -20,7 +20,7 @@ from bench.loadgen.pool import LoadGenerator
 from bench.processes import KINDS, RedisProcess
 from bench.profiles import PROFILES, Profile
 from bench.rounds import combine
-from bench.system import machine, placement
+from bench.system import SPILL_MODES, machine, placement
 from bench.workloads import (
     WORKLOADS,
     busy_warnings,
@@ -111,11 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--spill",
-        action=argparse.BooleanOptionalAction,
-        default=False,
+        choices=SPILL_MODES,
+        default="auto",
         help="at saturation, let the load generators also use the servers' idle CPU time, at "
-        "idle priority (SCHED_IDLE), so that they can outrun the servers; best on a quiet "
-        "machine, where nothing else competes with them (default: off)",
+        "idle priority (SCHED_IDLE), so that they can outrun the servers: on, off, or auto "
+        "(only when other work on the machine is below 0.2 CPUs just before; default)",
     )
     return parser
 
@@ -167,7 +167,7 @@ def run(
     gateway_env: dict[str, str] | None = None,
     scale_servers: list[str] | None = None,
     server_cpus: int | None = None,
-    spill: bool = False,
+    spill: str = "auto",
 ) -> dict[str, Any]:
     """Start Redis and the load generators once, then measure each server kind in turn,
     ``rounds`` times over (bare, gateway, socketio, node, bare, gateway, ...)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 BUSY = 0.85
 """Share of a CPU above which a process (or a group of them) counts as the limit."""
+OTHER_WORK = 0.2
+"""CPUs' worth of work by processes outside the bench above which the machine counts as
+busy: figures are noted as disturbed, and ``--spill auto`` does not spill."""
 
 
 def limit(server_share: float, loadgen_level: float, redis_share: float = 0.0) -> str:

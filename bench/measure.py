@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench.limits import limit
+from bench.limits import OTHER_WORK, limit
 from bench.loadgen.pool import LoadGenerator
 from bench.loadgen.worker import TIMELINE_NS
 from bench.processes import RedisProcess, ServerGroup, ServerKind
@@ -25,6 +25,8 @@ from bench.profiles import Profile
 from bench.system import Placement, busy_cpu_seconds, cpu_seconds
 
 POLL_SECONDS = 0.05
+QUIET_PROBE = 0.5
+"""Seconds over which ``--spill auto`` looks at the machine's other work."""
 IDLE = 0.05
 """Share of their CPUs below which the servers count as idle between phases."""
 KEPT_UP = 0.9
@@ -244,7 +246,7 @@ def deliveries(
     placement allows it), so that they can outrun the servers at saturation.
     """
     loadgen = rig.loadgen
-    spilled = spill and rig.placement.spill and bool(rig.placement.servers)
+    spilled = spill and bool(rig.placement.servers) and _may_spill(rig)
     t0 = time.monotonic_ns()
     loadgen.reset(t0)
     with loadgen.spilling(rig.placement.servers if spilled else None):
@@ -295,6 +297,16 @@ def deliveries(
         result["kept_up"] = result["deliveries_per_s"] >= KEPT_UP * offered
     rig.servers.check_alive()
     return result
+
+
+def _may_spill(rig: Rig) -> bool:
+    """``on``; ``auto`` when processes outside the bench are (almost) idle right now."""
+    mode = rig.placement.spill
+    if mode != "auto":
+        return mode == "on"
+    before = CpuSample.take(rig)
+    time.sleep(QUIET_PROBE)
+    return (CpuSample.take(rig) - before).other / QUIET_PROBE < OTHER_WORK
 
 
 def cpu_shares(rig: Rig, used: CpuSample, wall: float, spilled: bool = False) -> dict[str, Any]:

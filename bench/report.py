@@ -64,6 +64,27 @@ METRICS = (
     Metric("saturation", "lost", "saturation: lost deliveries", "{:,}", None),
     Metric("saturation", "limited_by", "saturation: limited by", "{}", "text"),
     Metric(
+        "saturation",
+        "server_cpu_share",
+        "saturation: servers' share of their CPU",
+        "{:.0%}",
+        "text",
+    ),
+    Metric(
+        "saturation",
+        "loadgen_level",
+        "saturation: load generator's share of the CPU it could use",
+        "{:.0%}",
+        "text",
+    ),
+    Metric(
+        "saturation",
+        "loadgen_spilled",
+        "saturation: load generator spilled onto the servers' idle CPU",
+        "{}",
+        "text",
+    ),
+    Metric(
         "rooms", "deliveries_per_s", "many rooms: deliveries/s (fixed rate)", "{:,.0f}", "higher"
     ),
     Metric("rooms", "latency_ms.p99", "many rooms: p99 latency, ms", "{:.2f}", "lower"),
@@ -283,6 +304,8 @@ def markdown(results: dict[str, Any]) -> str:
 def _format(metric: Metric, value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     text = metric.fmt.format(value)
     if metric.better is None and value:
         return f"**{text}**"

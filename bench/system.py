@@ -78,13 +78,14 @@ def open_files_hard_limit() -> int:
 class Placement:
     """Which CPUs the servers and the load generators (with Redis) may run on.
 
-    ``spill``: at saturation the load generators may also run on the servers' CPUs, at idle
-    priority (they take only time the servers leave unused).
+    ``spill``: whether at saturation the load generators may also run on the servers' CPUs,
+    at idle priority (they take only time the servers leave unused): ``on``, ``off``, or
+    ``auto`` (when the machine is quiet just before).
     """
 
     servers: list[int] | None
     loadgen: list[int] | None
-    spill: bool = False
+    spill: str = "off"
 
     def describe(self) -> str:
         if self.servers is None or self.loadgen is None:
@@ -93,15 +94,19 @@ class Placement:
             f"servers on CPU {_cpu_list(self.servers)}; load generators, Redis and the "
             f"coordinator on CPU {_cpu_list(self.loadgen)}"
         )
-        if self.spill:
+        if self.spill != "off":
+            when = "when the machine is otherwise quiet, " if self.spill == "auto" else ""
             text += (
-                "; at saturation the load generators may also use the servers' idle time "
-                f"on CPU {_cpu_list(self.servers)} (SCHED_IDLE)"
+                f"; at saturation, {when}the load generators may also use the servers' idle "
+                f"time on CPU {_cpu_list(self.servers)} (SCHED_IDLE)"
             )
         return text
 
 
-def placement(pin: bool = True, server_cpus: int | None = None, spill: bool = False) -> Placement:
+SPILL_MODES = ("auto", "on", "off")
+
+
+def placement(pin: bool = True, server_cpus: int | None = None, spill: str = "off") -> Placement:
     """Split the CPUs this process may use: the upper ones (half of them unless
     ``server_cpus`` says how many) for the servers, the rest for the load generators, so
     neither steals the other's cycles. No pinning with one CPU."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench import connections, scale
+from bench.limits import OTHER_WORK
 from bench.loadgen.pool import LoadGenerator
 from bench.measure import (
     Rig,
@@ -30,9 +31,6 @@ from bench.profiles import Profile
 from bench.system import Placement
 
 WORKLOADS = ("connect", "memory", "rooms", "fanout", "saturation", "connections", "scale")
-OTHER_WORK = 0.2
-"""CPUs' worth of work by processes outside the bench above which figures are noted as
-disturbed."""
 FANOUT_CHANNEL = "fanout"
 SATURATED = frozenset({"saturation", "scale"})
 """Workloads that publish as fast as acknowledged: loss there is expected of a server that
@@ -217,7 +215,7 @@ def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
             f"{kind}: the load generator, not the server, was the limit in "
             + "; ".join(client)
             + ": rates there measure the client (give it more CPUs with --server-cpus, or "
-            "on a quiet machine let it use the servers' idle time with --spill)"
+            "let it use the servers' idle time with --spill on)"
         )
     if other:
         warnings.append(

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("picows", reason="picows is in the bench extra: pip install -e '.[bench]'")
 
-from bench import connections
+from bench import connections, measure
 from bench.cli import _parser as cli_parser
 from bench.cli import _profile as cli_profile
 from bench.limits import limit
@@ -113,7 +113,7 @@ def test_the_client_is_the_limit_only_when_busier_than_the_servers() -> None:
     assert limit(server_share=0.20, loadgen_level=0.30) == "neither"
 
 
-def _rig(spill: bool) -> Any:
+def _rig(spill: str) -> Any:
     placement = Placement(servers=[1], loadgen=[0], spill=spill)
     return SimpleNamespace(placement=placement, server_cores=1, loadgen_cores=1)
 
@@ -124,22 +124,22 @@ def _used(servers: float, loadgen: tuple[float, ...], redis: float = 0.0) -> Cpu
 
 
 def test_one_busy_load_generator_process_is_the_limit_though_the_others_idle() -> None:
-    shares = cpu_shares(_rig(False), _used(0.5, (0.9, 0.0, 0.0, 0.0)), wall=1.0)
+    shares = cpu_shares(_rig("off"), _used(0.5, (0.9, 0.0, 0.0, 0.0)), wall=1.0)
     assert shares["loadgen_process_shares"] == [0.9, 0.0, 0.0, 0.0]
     assert shares["loadgen_level"] == 0.9
     assert shares["limited_by"] == "load generator"
 
 
 def test_what_redis_takes_on_the_load_generators_cpu_is_not_theirs_to_use() -> None:
-    shares = cpu_shares(_rig(False), _used(0.7, (0.4, 0.4), redis=0.15), wall=1.0)
+    shares = cpu_shares(_rig("off"), _used(0.7, (0.4, 0.4), redis=0.15), wall=1.0)
     assert round(shares["loadgen_level"], 3) == round(0.8 / 0.85, 3)
     assert shares["limited_by"] == "load generator"
 
 
 def test_spilling_counts_the_servers_idle_time_as_the_load_generators() -> None:
     used = _used(0.6, (0.5, 0.5))
-    assert cpu_shares(_rig(False), used, wall=1.0)["limited_by"] == "load generator"
-    spilled = cpu_shares(_rig(True), used, wall=1.0, spilled=True)
+    assert cpu_shares(_rig("off"), used, wall=1.0)["limited_by"] == "load generator"
+    spilled = cpu_shares(_rig("on"), used, wall=1.0, spilled=True)
     assert round(spilled["loadgen_level"], 3) == round(1.0 / 1.4, 3)
     assert spilled["limited_by"] == "neither" and spilled["loadgen_spilled"]
 
@@ -286,3 +286,17 @@ def test_quantiles_are_nearest_rank() -> None:
     assert connections._quantile(values, 0.99) == 99.0
     assert connections._quantile(values[:10], 0.99) == 10.0
     assert connections._quantile([], 0.5) is None
+
+
+def test_spill_auto_spills_only_on_a_quiet_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine_busy = iter([10.0, 10.05, 20.0, 20.5])
+    monkeypatch.setattr(measure.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(
+        measure.CpuSample,
+        "take",
+        classmethod(lambda cls, rig: CpuSample((0.0,), (0.0,), 0.0, next(machine_busy), 0.0)),
+    )
+    monkeypatch.setattr(measure, "QUIET_PROBE", 1.0)
+    assert measure._may_spill(_rig("auto"))
+    assert not measure._may_spill(_rig("auto"))
+    assert measure._may_spill(_rig("on")) and not measure._may_spill(_rig("off"))
