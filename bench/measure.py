@@ -48,10 +48,10 @@ class Setup:
     log: Callable[[str], None]
 
     @contextlib.contextmanager
-    def replicas(self, count: int, publishers_per_replica: int) -> Iterator[Rig]:
-        """``count`` fresh replicas on an empty Redis, with publishers connected to each and
-        a publication seen by every replica; on leaving, every connection is closed and
-        the replicas stopped."""
+    def replicas(self, count: int, publishers: int) -> Iterator[Rig]:
+        """``count`` fresh replicas on an empty Redis, ``publishers`` publisher connections
+        spread round-robin over them, and a publication seen by every replica; on leaving,
+        every connection is closed and the replicas stopped."""
         self.redis.command("FLUSHALL")
         servers = ServerGroup(self.kind, count, self.redis.url, self.placement.servers)
         rig = Rig(
@@ -64,7 +64,8 @@ class Setup:
             servers=servers,
         )
         try:
-            self.loadgen.open_publishers(self.kind.dialect, servers.urls * publishers_per_replica)
+            urls = [servers.urls[index % count] for index in range(publishers)]
+            self.loadgen.open_publishers(self.kind.dialect, urls)
             warm_up(rig)
             yield rig
             self.loadgen.close_subscribers()
@@ -280,6 +281,7 @@ def deliveries(
         },
         "server_cpu_s": round(used.servers, 3),
         "server_cpu_us_per_delivery": used.servers / received * 1e6 if received else None,
+        "loadgen_cpu_us_per_delivery": used.loadgen / received * 1e6 if received else None,
         **cpu_shares(rig, used, wall, spilled),
         "redis_cpu_s": round(used.redis, 3),
         "redis_cpu_us_per_publication": (
@@ -354,7 +356,10 @@ def summary(result: dict[str, Any]) -> str:
         parts.append(f"p99 {p99:.1f} ms")
     cpu = result["server_cpu_us_per_delivery"]
     if cpu is not None:
-        parts.append(f"{cpu:.1f} µs server CPU/delivery")
+        parts.append(
+            f"{cpu:.1f} µs server CPU/delivery "
+            f"({result['loadgen_cpu_us_per_delivery']:.1f} µs load generator)"
+        )
     parts.append(f"lost {result['lost']} of {result['expected']}")
     parts.append(f"servers {result['server_cpu_share']:.0%} of their CPU")
     parts.append(f"load generator {result['loadgen_level']:.0%} (busiest process or all)")

@@ -54,6 +54,9 @@ class Profile:
     scale_channels: int = 10
     scale_subscribers: int = 1000
     """Subscribers in all, spread over the channels and over the replicas."""
+    scale_publishers: int = 8
+    """Publisher connections in all (each with ``saturation_window`` in flight), spread over
+    the replicas: the same offered load at every size."""
     scale_seconds: float = 8
 
     @property
@@ -85,6 +88,7 @@ SMOKE = Profile(
     scale_sizes=(1, 2),
     scale_channels=2,
     scale_subscribers=100,
+    scale_publishers=4,
     scale_seconds=1,
 )
 

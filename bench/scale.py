@@ -1,11 +1,12 @@
 """The scale workload: 1, 2, 4 replicas of a server on one Redis, each size at saturation.
 
 For each size in ``profile.scale_sizes``, fresh replicas; ``scale_subscribers`` subscribers
-spread over ``scale_channels`` channels and over the replicas; publishers on every replica
-keep a window of publications in flight for ``scale_seconds`` (as in saturation,
-round-robin over the channels). Reported per size: sustained deliveries/s, server CPU per
-delivery, deliveries per replica-CPU-second (overall and per replica), and Redis's own CPU
-per publication (``/proc`` of redis-server).
+spread over ``scale_channels`` channels and over the replicas; ``scale_publishers``
+publisher connections (the same number at every size, spread over the replicas, so that
+only the replicas change) keep a window of publications in flight for ``scale_seconds``
+(as in saturation, round-robin over the channels). Reported per size: sustained
+deliveries/s, server CPU per delivery, deliveries per replica-CPU-second (overall and per
+replica), and Redis's own CPU per publication (``/proc`` of redis-server).
 
 Redis is one process on one core: every publication costs it a PUBLISH (plus, for the
 gateway with history on, the script that stores it) and one write per replica subscribed
@@ -49,6 +50,7 @@ def run(setup: Setup) -> dict[str, Any]:
         "subscribers": profile.scale_subscribers,
         "subscribers_per_channel": per_channel,
         "publishing_seconds": profile.scale_seconds,
+        "publishers": profile.scale_publishers,
         "server_cpus": server_cpus,
         "can_grow_linearly": server_cpus >= max(profile.scale_sizes),
         "sizes": sizes,
@@ -58,7 +60,7 @@ def run(setup: Setup) -> dict[str, Any]:
 def _size(setup: Setup, size: int, per_channel: int) -> dict[str, Any]:
     profile = setup.profile
     names = channels(profile.scale_channels)
-    with setup.replicas(size, profile.publishers_per_replica) as rig:
+    with setup.replicas(size, profile.scale_publishers) as rig:
         wait_until_idle(rig)
         subscribe(rig, names, profile.scale_subscribers)
         wait_until_idle(rig)

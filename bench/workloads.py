@@ -92,7 +92,8 @@ def _shared_replicas(setup: Setup, selected: set[str]) -> dict[str, Any]:
     """Idle connections (connect, memory), many rooms, fan-out, saturation: on the same
     ``profile.replicas`` replicas."""
     profile = setup.profile
-    with setup.replicas(profile.replicas, profile.publishers_per_replica) as rig:
+    publishers = profile.replicas * profile.publishers_per_replica
+    with setup.replicas(profile.replicas, publishers) as rig:
         return _on(rig, selected)
 
 
@@ -178,7 +179,7 @@ def saturation(rig: Rig) -> dict[str, Any]:
     }
 
 
-def replicas(count: int) -> str:
+def _replicas_label(count: int) -> str:
     return f"{count} replica" if count == 1 else f"{count} replicas"
 
 
@@ -189,7 +190,7 @@ def measured_parts(results: dict[str, Any]) -> Iterator[tuple[str, str, dict[str
             continue
         if workload == "scale":
             for size, part in result.get("sizes", {}).items():
-                yield f"scale ({replicas(int(size))})", workload, part
+                yield f"scale ({_replicas_label(int(size))})", workload, part
         else:
             yield workload, workload, result
 

@@ -233,6 +233,7 @@ def _scale_results(server_cpus: int) -> dict[str, Any]:
         "redis_full_publications_per_s": 25_000.0,
         "redis_full_deliveries_per_s": 2_500_000.0,
         "redis_full_server_cpus": 22.5,
+        "publications_per_s": 500.0,
         "limited_by": "servers",
     }
     scale = {

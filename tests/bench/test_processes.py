@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from bench import cli, nodejs
 from bench.connections import Prober
 from bench.loadgen.pool import LoadGenerator
 from bench.processes import free_port
-from bench.system import open_files_hard_limit
+from bench.system import cpu_seconds, open_files_hard_limit, thread_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 LOW = 256
@@ -204,3 +205,15 @@ def test_without_node_the_node_peer_is_skipped_with_the_reason(
     monkeypatch.setattr(nodejs.shutil, "which", lambda name: None)
     reason = cli._missing("node")
     assert reason is not None and reason.startswith("node is not installed")
+
+
+def test_thread_cpu_time_agrees_with_the_ticks_and_is_finer() -> None:
+    pid = os.getpid()
+    fine, coarse = thread_cpu_seconds(pid), cpu_seconds(pid)
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    fine, coarse = thread_cpu_seconds(pid) - fine, cpu_seconds(pid) - coarse
+    assert 0.25 < fine < 0.6
+    assert abs(fine - coarse) < 0.05
+    assert fine != round(fine, 2)
