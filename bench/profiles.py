@@ -74,11 +74,11 @@ SMOKE = Profile(
     rooms=20,
     room_subscribers=5,
     room_rate=100,
-    room_seconds=1,
+    room_seconds=0.5,
     fanout_subscribers=100,
     fanout_rate=50,
-    fanout_seconds=1,
-    saturation_seconds=1,
+    fanout_seconds=0.5,
+    saturation_seconds=0.5,
     saturation_window=4,
     drain_seconds=10,
     settle_seconds=0.2,
@@ -89,7 +89,7 @@ SMOKE = Profile(
     scale_channels=2,
     scale_subscribers=100,
     scale_publishers=4,
-    scale_seconds=1,
+    scale_seconds=0.5,
 )
 
 PROFILES = {profile.name: profile for profile in (FULL, SMOKE)}

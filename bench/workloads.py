@@ -215,8 +215,8 @@ def busy_warnings(kind: str, results: dict[str, Any]) -> list[str]:
         warnings.append(
             f"{kind}: the load generator, not the server, was the limit in "
             + "; ".join(client)
-            + ": rates there measure the client (give it more CPUs with --server-cpus, or "
-            "let it use the servers' idle time with --spill on)"
+            + ": rates there measure the client (give it more CPUs with --server-cpus; at "
+            "saturation, let it use the servers' idle time with --spill on)"
         )
     if other:
         warnings.append(
