@@ -16,6 +16,9 @@ from typing import Any
 from bench.loadgen import worker
 from bench.system import cpu_seconds
 
+START_TIMEOUT = 60.0
+"""Seconds a new load-generator process has to start and answer (pinned, limits raised)."""
+
 
 class LoadGenError(RuntimeError):
     """A load-generator process failed a command or did not answer in time."""
@@ -127,6 +130,11 @@ class LoadGenerator:
     def __init__(self, processes: int, cpus: list[int] | None) -> None:
         self.cpus = cpus
         self.workers = [WorkerProcess(index, cpus) for index in range(processes)]
+        try:
+            self._all("progress", START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def pids(self) -> list[int]:
