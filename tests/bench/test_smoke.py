@@ -21,6 +21,9 @@ for module in ("picows", "socketio", "matplotlib"):
 
 from bench import nodejs  # noqa: E402 (after the skips: it needs the bench extra)
 
+pytestmark = pytest.mark.timeout(300)
+"""The first test also runs the bench (about 40 s on a quiet machine, minutes on a busy one)."""
+
 ROOT = Path(__file__).resolve().parents[2]
 BELOW_SATURATION = ("fanout", "rooms", "connections")
 PER_SERVER = ("connect", "memory", "rooms", "fanout", "saturation", "connections")
