@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
             "socket.io with the Redis adapter."
         ),
     )
-    parser.add_argument("--smoke", action="store_true", help="small counts, a few seconds")
+    parser.add_argument("--smoke", action="store_true", help="small counts, well under a minute")
     parser.add_argument(
         "--servers", default=",".join(KINDS), help="comma-separated (default: %(default)s)"
     )
