@@ -4,16 +4,19 @@ Run as ``python -m bench.instrumented serve ...`` (the arguments of ``python -m 
 or ``python -m bench.instrumented --module bench.servers.bare --port ...`` for another
 server; the server itself is unchanged. What the environment turns on:
 
-- ``BENCH_GC_LOG=PATH``: every garbage collection's pause (from `gc.callbacks`), by
-  generation, with the objects collected; written as JSON to PATH on SIGUSR2 and at exit.
-- ``BENCH_LAG_LOG=PATH``: the event loop's lag (how late a 10 ms sleep wakes up),
-  sampled for the whole run, with the worst stalls; written with the GC log's signal.
+- ``BENCH_INSTRUMENT_DIR=DIR``: every garbage collection's pause (from `gc.callbacks`),
+  by generation, and the event loop's lag (how late a 10 ms sleep wakes up), with the
+  worst of each; SIGUSR2 writes what was seen since the previous SIGUSR2 (or the start)
+  to ``DIR/PID.json`` and starts a new window.
 - ``BENCH_TRACEMALLOC=FRAMES``: `tracemalloc` with that many frames per allocation;
   SIGUSR1 writes a snapshot to ``BENCH_SNAPSHOT_DIR`` (``snapshot-N.pickle``) and a
   census of the objects the collector tracks, by type: count and `sys.getsizeof` bytes
   (``census-N.json``).
 - ``BENCH_GC_FREEZE=1``: `gc.freeze()` once the replica has started (its start-up objects
-  are never traversed again); ``BENCH_GC_THRESHOLD=A,B,C``: `gc.set_threshold`.
+  are never traversed again); ``BENCH_GC_FREEZE=full``: that, and again after every full
+  collection (what survived one is not traversed by the next: a full collection then
+  costs what was allocated since, not the whole heap); ``BENCH_GC_THRESHOLD=A,B,C``:
+  `gc.set_threshold`.
 
 `bench.memory_profile` and `bench.profile_hotpath` (``--instrumented``) use it.
 """
@@ -21,7 +24,6 @@ server; the server itself is unchanged. What the environment turns on:
 from __future__ import annotations
 
 import asyncio
-import atexit
 import gc
 import json
 import os
@@ -150,15 +152,20 @@ def main() -> int:
 
 def instrument(replica_class: Any) -> None:
     """Install what the environment asks for; hooks `Replica.start` when given it."""
-    gc_path = os.environ.get("BENCH_GC_LOG")
-    lag_path = os.environ.get("BENCH_LAG_LOG")
+    directory = os.environ.get("BENCH_INSTRUMENT_DIR")
     frames = os.environ.get("BENCH_TRACEMALLOC")
     threshold = os.environ.get("BENCH_GC_THRESHOLD")
-    freeze = os.environ.get("BENCH_GC_FREEZE") == "1"
-    gc_log = GcLog() if gc_path else None
-    lag_log = LagLog() if lag_path else None
-    if gc_log is not None:
-        gc.callbacks.append(gc_log.callback)
+    freeze = os.environ.get("BENCH_GC_FREEZE", "")
+    logs = [GcLog(), LagLog()] if directory else None
+    if logs is not None:
+        gc.callbacks.append(lambda phase, info: logs[0].callback(phase, info))
+    if freeze == "full":
+
+        def freeze_after_full(phase: str, info: dict[str, Any]) -> None:
+            if phase == "stop" and info["generation"] == 2:
+                gc.freeze()
+
+        gc.callbacks.append(freeze_after_full)
     if threshold:
         gc.set_threshold(*(int(part) for part in threshold.split(",")))
     if frames:
@@ -176,13 +183,17 @@ def instrument(replica_class: Any) -> None:
         signal.signal(signal.SIGUSR1, snapshot)
 
     def write_logs(*_: Any) -> None:
-        if gc_log is not None and gc_path:
-            Path(gc_path).write_text(json.dumps(gc_log.summary(), indent=2) + "\n")
-        if lag_log is not None and lag_path:
-            Path(lag_path).write_text(json.dumps(lag_log.summary(), indent=2) + "\n")
+        if logs is None or directory is None:
+            return
+        window = {"gc": logs[0].summary(), "lag": logs[1].summary()}
+        logs[0] = GcLog()
+        logs[1].lags, logs[1].worst = [], []
+        path = Path(directory) / f"{os.getpid()}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(window, indent=2) + "\n")
+        temporary.replace(path)
 
     signal.signal(signal.SIGUSR2, write_logs)
-    atexit.register(write_logs)
 
     if replica_class is None:
         return
@@ -191,8 +202,8 @@ def instrument(replica_class: Any) -> None:
 
     async def start(self: Any) -> None:
         await original_start(self)
-        if lag_log is not None:
-            lag_tasks.append(asyncio.get_running_loop().create_task(lag_log.run()))
+        if logs is not None:
+            lag_tasks.append(asyncio.get_running_loop().create_task(logs[1].run()))
         if freeze:
             gc.collect()
             gc.freeze()

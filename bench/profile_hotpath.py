@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,13 @@ from typing import Any
 
 from bench.connections import Prober, loadgen_processes_needed
 from bench.loadgen.pool import LoadGenerator
-from bench.measure import Setup, deliveries, subscribe, wait_until_idle
-from bench.processes import KINDS, RedisProcess
+from bench.measure import Setup, deliveries, idle_connections, subscribe, wait_until_idle
+from bench.processes import KINDS, RedisProcess, ServerKind
 from bench.profiles import FULL
 from bench.system import placement
 
 CHANNEL = "fanout"
+ROOMS = 500
 PROFILER_GRACE = 20.0
 """Seconds the profiler may take to write its output after the workload."""
 
@@ -65,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_hotpath", description=__doc__)
     parser.add_argument("--server", default="gateway", choices=sorted(KINDS))
     parser.add_argument(
-        "--workload", default="saturation", choices=("fanout", "saturation", "connections", "idle")
+        "--workload",
+        default="saturation",
+        choices=("fanout", "saturation", "connections", "idle", "connect"),
     )
     parser.add_argument("--replicas", type=int, default=None, help="default 2 (1: connections)")
     parser.add_argument("--subscribers", type=int, default=None, help="default 1000 (15000)")
@@ -80,13 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--keep", default=None, help="directory for the raw profile")
     parser.add_argument("--json", default=None, help="write figures and profile here")
+    parser.add_argument(
+        "--instrumented",
+        action="store_true",
+        help="run the server under bench.instrumented: GC pauses and event-loop lag of the "
+        "profiled replica during the workload (BENCH_* settings via --gateway-env)",
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workload = args.workload
     replicas = args.replicas or (1 if workload == "connections" else 2)
-    subscribers = args.subscribers or (15_000 if workload == "connections" else 1000)
+    subscribers = args.subscribers or {"connections": 15_000, "connect": 5000}.get(workload, 1000)
     profile = dataclasses.replace(
         FULL, replicas=replicas, fanout_subscribers=subscribers, connections=subscribers
     )
@@ -96,6 +106,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         kind = dataclasses.replace(kind, env={**kind.env, **env})
     if args.root:
         kind = dataclasses.replace(kind, root=str(Path(args.root).resolve()))
+    logs = Path(tempfile.mkdtemp(prefix="bench-instruments-"))
+    if args.instrumented:
+        kind = _instrumented(kind, logs)
     cpus = placement(not args.no_pin, None, "off")
     if cpus.loadgen:
         os.sched_setaffinity(0, cpus.loadgen)
@@ -108,16 +121,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         publishers = replicas * profile.publishers_per_replica
         with setup.replicas(replicas, publishers) as rig:
             wait_until_idle(rig)
-            started = time.monotonic()
-            connected = subscribe(rig, [CHANNEL], subscribers, tolerate=True)
-            log(f"{connected['connected']:,} subscribers in {time.monotonic() - started:.1f} s")
-            wait_until_idle(rig)
+            if workload != "connect":
+                started = time.monotonic()
+                connected = subscribe(rig, [CHANNEL], subscribers, tolerate=True)
+                log(f"{connected['connected']:,} subscribers in {time.monotonic() - started:.1f} s")
+                wait_until_idle(rig)
             target = rig.servers.replicas[0]
             profiler = Profiler(args, target.pid, cpus.loadgen)
             prober = Prober(target.port, 0.1) if workload == "connections" else None
             profiler.start()
             if prober is not None:
                 prober.start()
+            if args.instrumented:
+                _instruments(rig, logs)  # the window starts now
             io_before = syscalls(target.pid)
             try:
                 figures = _workload(rig, args, workload, subscribers)
@@ -136,9 +152,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ) / received
             if prober is not None:
                 figures["readyz_ms"] = prober.summary()
+            if args.instrumented:
+                figures["instruments"] = _instruments(rig, logs)
             per_delivery = figures.get("server_cpu_us_per_delivery")
             if workload == "idle":
                 per_delivery = figures["replica_cpu_s"][0] / args.seconds * 1e3
+            elif workload == "connect":
+                per_delivery = figures["server_cpu_ms_per_connection"] * 1e3
             share = figures["replica_cpu_s"][0] / max(sum(figures["replica_cpu_s"]), 1e-9)
             figures["profiled_replica_cpu_share"] = share
             report = profiler.report(args.top, per_delivery)
@@ -146,6 +166,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loadgen.stop()
         redis.stop()
     return {"figures": _brief(figures), "profile": report, "raw": profiler.kept}
+
+
+def _instrumented(kind: ServerKind, logs: Path) -> ServerKind:
+    """``kind`` under `bench.instrumented`, each replica logging GC pauses and loop lag."""
+    if kind.name == "gateway":
+        module = ["bench.instrumented", *kind.module[1:]]
+    else:
+        module = ["bench.instrumented", "--module", *kind.module]
+    env = {"BENCH_INSTRUMENT_DIR": str(logs), **kind.env}
+    return dataclasses.replace(kind, module=module, env=env)
+
+
+def _instruments(rig: Any, logs: Path) -> dict[str, Any]:
+    """What each instrumented replica logged since the previous call (SIGUSR2 writes
+    the window and starts the next)."""
+    for item in logs.glob("*.json"):
+        item.unlink()
+    for replica in rig.servers.replicas:
+        os.kill(replica.pid, signal.SIGUSR2)
+    found = {}
+    deadline = time.monotonic() + 10
+    for replica in rig.servers.replicas:
+        path = logs / f"{replica.pid}.json"
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if path.exists():
+            found[replica.node] = json.loads(path.read_text())
+    return found
 
 
 def syscalls(pid: int) -> dict[str, int]:
@@ -164,6 +212,8 @@ def _workload(rig: Any, args: argparse.Namespace, workload: str, subscribers: in
     loadgen = rig.loadgen
     if workload == "idle":
         return _idle(rig, seconds)
+    if workload == "connect":
+        return _connect(rig, subscribers)
     if workload == "saturation":
         return deliveries(
             rig,
@@ -197,7 +247,32 @@ def _idle(rig: Any, seconds: float) -> dict[str, Any]:
     }
 
 
+def _connect(rig: Any, count: int) -> dict[str, Any]:
+    """Connect ``count`` subscribers over `ROOMS` channels (as the bench's connect and
+    memory workloads do): connections/s, server CPU per connection, RSS per connection."""
+    rooms = [f"room-{index}" for index in range(ROOMS)]
+    before = rig.servers.cpu_by_replica()
+    rate, memory = idle_connections(rig, rooms, count)
+    used = [
+        after - start for after, start in zip(rig.servers.cpu_by_replica(), before, strict=True)
+    ]
+    return {
+        **rate,
+        "kib_per_connection": memory["kib_per_connection"],
+        "baseline_mib": memory["baseline_mib"],
+        "loaded_mib": memory["loaded_mib"],
+        "replica_cpu_s": [round(value, 3) for value in used],
+        "replica_deliveries": [0] * len(used),
+    }
+
+
 BRIEF = (
+    "connections",
+    "connections_per_s",
+    "server_cpu_ms_per_connection",
+    "kib_per_connection",
+    "baseline_mib",
+    "loaded_mib",
     "replica_cpu_ms_per_s",
     "publications",
     "expected",
@@ -218,6 +293,7 @@ BRIEF = (
     "replica_deliveries",
     "profiled_replica_syscalls",
     "profiled_replica_writes_per_delivery",
+    "instruments",
 )
 
 
