@@ -182,8 +182,19 @@ class Rig:
         elapsed = time.thread_time_ns() - started
         self.writes += sum(sink.count for sink in self.sinks) - before
         for sink in self.sinks:
+            self._check(sink.frames, len(envelopes))
             sink.clear()
         return elapsed
+
+    def _check(self, frames: list[bytes], expected: int) -> None:
+        """Every subscriber got every publication of the run, once each and in order."""
+        lines = [line for frame in frames for line in _payload(frame).split(b"\n")]
+        if len(lines) != expected:
+            raise AssertionError(f"a subscriber got {len(lines)} messages of {expected}")
+        if self.args.history:
+            offsets = [int(line.rsplit(b'"offset":', 1)[1].split(b",")[0]) for line in lines]
+            if offsets != sorted(offsets) or len(set(offsets)) != len(offsets):
+                raise AssertionError("a subscriber got messages out of order or twice")
 
     async def _direct(self, envelopes: list[bytes]) -> None:
         on_publication = self.handler.on_publication
@@ -192,7 +203,18 @@ class Rig:
             on_publication(CHANNEL, item)
             if index % burst == 0:
                 await asyncio.sleep(0)
+        await self._drained()
+
+    async def _drained(self) -> None:
+        """Let the loop run until the hub has handed everything on (a hub may spread a
+        fan-out over several passes)."""
         await asyncio.sleep(0)
+        for _ in range(10_000):
+            if not getattr(self.hub, "_due", None) and not getattr(
+                self.hub, "_flush_scheduled", False
+            ):
+                return
+            await asyncio.sleep(0)
 
     async def _through_listener(self, envelopes: list[bytes]) -> None:
         from gateway.broker.keys import KeySpace
@@ -212,7 +234,14 @@ class Rig:
             await listener._read(pubsub)  # type: ignore[arg-type]
         except _Drained:
             pass
-        await asyncio.sleep(0)
+        await self._drained()
+
+
+def _payload(frame: bytes) -> bytes:
+    """The payload of an unmasked WebSocket frame."""
+    length = frame[1] & 0x7F
+    start = 2 if length < 126 else 4 if length == 126 else 10
+    return frame[start:]
 
 
 class _Drained(Exception):
