@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     for number in range(1, args.rounds + 1):
         for name, root in trees:
             print(f"round {number}: {name}", file=sys.stderr, flush=True)
-            options = profile_hotpath._parser().parse_args(
-                [*rest, "--profiler", "none", "--root", str(Path(root).resolve())]
+            where = (
+                ["--server", root[1:]]
+                if root.startswith("@")
+                else ["--root", str(Path(root).resolve())]
             )
+            options = profile_hotpath._parser().parse_args([*rest, "--profiler", "none", *where])
             figures = profile_hotpath.run(options)["figures"]
             runs[name].append(flatten(figures))
             print(f"  {json.dumps(runs[name][-1])}", file=sys.stderr, flush=True)
