@@ -11,23 +11,23 @@ import time
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
-from gateway.admission import Admission, client_address
-from gateway.auth import ANONYMOUS, Principal, anonymous
 from gateway.broker import Broker, create_broker
-from gateway.channels import is_valid_channel
-from gateway.commands import Commands, history_policy
-from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
-from gateway.control import ControlPlane
-from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
-from gateway.hub import Hub
-from gateway.metrics import Metrics, Stats
-from gateway.outbox import LoopPasses
-from gateway.presence import Presence
-from gateway.protocol import SUBPROTOCOL, StreamPosition
-from gateway.refusals import REFUSALS
-from gateway.security import Security
+from gateway.control.plane import ControlPlane
+from gateway.core.hub import Hub
+from gateway.core.outbox import LoopPasses
+from gateway.ops.metrics import Metrics, Stats
+from gateway.ops.refusals import REFUSALS
+from gateway.security.auth import ANONYMOUS, Principal, anonymous
+from gateway.security.guard import Security
+from gateway.services.admission import Admission, client_address
+from gateway.services.presence import Presence
+from gateway.session.commands import Commands, history_policy
+from gateway.session.connection import Connection, PlainTextConnection, ProtocolConnection
 from gateway.settings import NamespaceOptions, Settings
-from gateway.transport import sink_for
+from gateway.transport.websocket import sink_for
+from gateway.wire.channels import is_valid_channel
+from gateway.wire.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
+from gateway.wire.protocol import SUBPROTOCOL, StreamPosition
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.protocol import StreamPosition
+from gateway.wire.protocol import StreamPosition
 
 HISTORY_MARK = 0x23  # "#": an envelope with a position header
 TIME_MARK = 0x21  # "!": an envelope with only the publication time

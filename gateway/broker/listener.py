@@ -27,7 +27,7 @@ from redis.asyncio.client import PubSub
 
 from gateway.broker.keys import KeySpace
 from gateway.broker.links import Backoff, Outage, stop_if_cancelled
-from gateway.errors import ErrorCode, GatewayError
+from gateway.wire.errors import ErrorCode, GatewayError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from gateway import protocol
 from gateway.broker.base import (
     Broker,
     BrokerHandler,
@@ -37,8 +36,9 @@ from gateway.broker.base import (
     new_epoch,
     now_us,
 )
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
+from gateway.wire import protocol
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.protocol import StreamPosition
 
 SWEEP_SECONDS = 1.0
 """How often the sweeper frees what expired (in real time, whatever the broker's clock)."""

@@ -31,7 +31,6 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from gateway import protocol
 from gateway.broker import scripts
 from gateway.broker.base import (
     Broker,
@@ -45,9 +44,10 @@ from gateway.broker.base import (
 from gateway.broker.keys import KeySpace
 from gateway.broker.links import CommandLink, describe
 from gateway.broker.listener import CLASSIC, SHARDED, Dialect, Listener, ListenerEvents
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
 from gateway.redaction import redact_url
+from gateway.wire import protocol
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.protocol import StreamPosition
 
 log = logging.getLogger(__name__)
 

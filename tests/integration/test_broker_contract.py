@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from gateway import protocol
 from gateway.broker.base import Broker, HistoryPolicy, parse_envelope
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
+from gateway.wire import protocol
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.protocol import StreamPosition
 from tests.support.net import wait_until
 from tests.support.redis_server import RedisServer
 

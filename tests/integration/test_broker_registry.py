@@ -9,7 +9,7 @@ import pytest
 from gateway.broker.base import Broker
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
-from gateway.errors import ErrorCode, GatewayError
+from gateway.wire.errors import ErrorCode, GatewayError
 from tests.support.net import wait_until
 from tests.support.redis_server import RedisServer
 

@@ -12,13 +12,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway import replica as replica_module
-from gateway.origins import OriginPolicy
-from gateway.refusals import RefusalLog
+from gateway.ops.refusals import RefusalLog
+from gateway.security.origins import OriginPolicy
 from gateway.settings import load_settings
 from tests.support.client import ProtocolClient
 from tests.support.tokens import SECRET, connection_token
 
-REFUSALS_LOGGER = "gateway.refusals"
+REFUSALS_LOGGER = "gateway.ops.refusals"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.broker.base import HistoryPolicy
 from gateway.broker.redis import RedisBroker
-from gateway.errors import ErrorCode, GatewayError
+from gateway.wire.errors import ErrorCode, GatewayError
 from tests.integration.test_broker_contract import Recorder
 from tests.support.net import free_port, wait_until
 from tests.support.redis_server import RedisServer

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.ratelimit import MIN_STRIKES
+from gateway.security.ratelimit import MIN_STRIKES
 from gateway.settings import NamespaceOptions, Settings
 from tests.support.client import Frame, ProtocolClient
 from tests.support.inprocess import LocalGateway, serve_in_process

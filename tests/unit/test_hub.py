@@ -5,13 +5,13 @@ import asyncio
 import orjson
 import pytest
 
-from gateway import protocol
 from gateway.broker.base import HistoryPolicy, envelope
 from gateway.broker.memory import MemoryBroker
-from gateway.errors import SLOW_CONSUMER, Disconnect, ErrorCode, GatewayError
-from gateway.hub import Hub
-from gateway.outbox import Outgoing
-from gateway.protocol import StreamPosition
+from gateway.core.hub import Hub
+from gateway.core.outbox import Outgoing
+from gateway.wire import protocol
+from gateway.wire.errors import SLOW_CONSUMER, Disconnect, ErrorCode, GatewayError
+from gateway.wire.protocol import StreamPosition
 from tests.support.net import wait_until
 
 

@@ -1,8 +1,14 @@
-"""The per-connection command rate (gateway.ratelimit), on a fake clock."""
+"""The per-connection command rate (gateway.security.ratelimit), on a fake clock."""
 
 from __future__ import annotations
 
-from gateway.ratelimit import MIN_STRIKES, STRIKE_WINDOW, CommandLimiter, TokenBucket, Verdict
+from gateway.security.ratelimit import (
+    MIN_STRIKES,
+    STRIKE_WINDOW,
+    CommandLimiter,
+    TokenBucket,
+    Verdict,
+)
 
 
 class FakeClock:
