@@ -21,7 +21,8 @@ from gateway.replica import Replica
 from gateway.settings import ConfigError, Settings, load_settings, warn_unknown_variables
 from gateway.transport import ports
 from gateway.transport.http import http_protocol, keep_alive_seconds
-from gateway.transport.websocket import GatewayWebSocketProtocol, WebSocketLane
+from gateway.transport.lane import WebSocketLane
+from gateway.transport.websocket import GatewayWebSocketProtocol
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,62 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
-from gateway.broker.base import Broker, HistoryPolicy, parse_envelope
-from gateway.core.outbox import Outgoing
+from gateway.aio.backoff import Backoff
+from gateway.aio.tasks import TaskSet
+from gateway.core.frames import Outgoing
+from gateway.core.history import HistoryPage, HistoryPolicy
+from gateway.wire.continuity import DUPLICATE, EPOCH, GAP, judge
+from gateway.wire.envelope import parse_envelope
 from gateway.wire.errors import SLOW_CONSUMER, Disconnect, GatewayError
 from gateway.wire.protocol import StreamPosition
 
 log = logging.getLogger(__name__)
 
-REPAIR_RETRY = 0.1
-"""Seconds before a failed history read is retried while the broker is still reachable."""
+REPAIR_RETRY = (0.1, 5.0)
+"""Backoff of a failed history read (first and longest delay, in seconds), retried while
+the broker is still reachable."""
+
+
+class ChannelFeed(Protocol):
+    """What the hub asks of the broker: hold a channel's subscription, read its history.
+
+    The brokers satisfy it structurally; the hub knows nothing else of them.
+    """
+
+    @property
+    def accepting(self) -> bool:
+        """True while history reads can reach the backend."""
+        ...
+
+    async def subscribe(self, channel: str) -> None:
+        """Hold ``channel``; returns once its publications reach this replica.
+
+        Raises:
+            GatewayError: `unavailable`.
+        """
+        ...
+
+    def unsubscribe(self, channel: str) -> None:
+        """Release ``channel``; never blocks."""
+        ...
+
+    async def read_history(
+        self,
+        channel: str,
+        history: HistoryPolicy,
+        *,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        """Read a channel's history (see `gateway.broker.base.HistoryStore`).
+
+        Raises:
+            GatewayError: `unavailable`.
+        """
+        ...
 
 
 class Subscriber(Protocol):
@@ -46,8 +90,9 @@ Held = tuple[int, str, bytes]
 """A publication kept back while a channel's continuity is restored: offset, epoch, frame."""
 
 
-class _Members:
-    """One channel on this replica: its subscribers and, with history, its position."""
+class _LocalChannel:
+    """One channel on this replica: its local subscribers and, with history, the position of
+    its stream here (the last offset dispatched, its epoch, and what is held during a repair)."""
 
     __slots__ = (
         "epoch",
@@ -83,11 +128,13 @@ class Hub:
     ``on_latency``, if given, gets each arriving publication's age in seconds.
     """
 
-    def __init__(self, broker: Broker, on_latency: Callable[[float], None] | None = None) -> None:
-        self._broker = broker
+    def __init__(
+        self, feed: ChannelFeed, on_latency: Callable[[float], None] | None = None
+    ) -> None:
+        self._feed = feed
         self._on_latency = on_latency
-        self._channels: dict[str, _Members] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._channels: dict[str, _LocalChannel] = {}
+        self._tasks = TaskSet()
         self.delivered = 0
         self.sent_bytes = 0
         self.repairs = 0
@@ -97,26 +144,14 @@ class Hub:
         """Channels with at least one local subscriber (or one on its way)."""
         return len(self._channels)
 
-    def count(self, channel: str) -> int:
-        """Local subscribers of a channel."""
-        members = self._channels.get(channel)
-        return len(members.subscribers) if members else 0
-
     def activity(self) -> Iterator[tuple[str, int, int]]:
         """Each channel held now: its local subscribers and the publications it received.
 
         Safe to consume across awaits: it walks a copy of the channel names.
         """
         for name in list(self._channels):
-            if (members := self._channels.get(name)) is not None:
-                yield name, len(members.subscribers), members.messages
-
-    def position(self, channel: str) -> StreamPosition | None:
-        """The last offset dispatched on a history channel held here, with its epoch."""
-        members = self._channels.get(channel)
-        if members is None or not members.seeded:
-            return None
-        return StreamPosition(members.last, members.epoch)
+            if (local := self._channels.get(name)) is not None:
+                yield name, len(local.subscribers), local.messages
 
     async def subscribe(
         self, channel: str, subscriber: Subscriber, history: HistoryPolicy | None = None
@@ -129,88 +164,87 @@ class Hub:
         Raises:
             GatewayError: `unavailable` when the broker could not subscribe.
         """
-        members = self._channels.get(channel)
-        if members is None:
-            members = self._channels[channel] = _Members(history)
-        members.pending += 1
+        local = self._channels.get(channel)
+        if local is None:
+            local = self._channels[channel] = _LocalChannel(history)
+        local.pending += 1
         try:
-            await self._broker.subscribe(channel)
-            if members.history is not None and not members.seeded:
-                await self._seed(channel, members)
+            await self._feed.subscribe(channel)
+            if local.history is not None and not local.seeded:
+                await self._seed(channel, local)
         except BaseException:
-            members.pending -= 1
-            self._release_if_unused(channel, members)
+            local.pending -= 1
+            self._release_if_unused(channel, local)
             raise
-        members.pending -= 1
-        members.subscribers[subscriber] = None
-        if members.history is None:
+        local.pending -= 1
+        local.subscribers[subscriber] = None
+        if local.history is None:
             return None
-        return StreamPosition(members.last, members.epoch)
+        return StreamPosition(local.last, local.epoch)
 
     def replace(self, channel: str, old: Subscriber, new: Subscriber) -> None:
         """Hand a subscription over from ``old`` to ``new`` between two publications."""
-        members = self._channels.get(channel)
-        if members is not None and old in members.subscribers:
-            del members.subscribers[old]
-            members.subscribers[new] = None
+        local = self._channels.get(channel)
+        if local is not None and old in local.subscribers:
+            del local.subscribers[old]
+            local.subscribers[new] = None
 
     def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Remove a local subscriber; the broker subscription goes with the last one."""
-        members = self._channels.get(channel)
-        if members is None:
+        local = self._channels.get(channel)
+        if local is None:
             return
-        members.subscribers.pop(subscriber, None)
-        self._release_if_unused(channel, members)
+        local.subscribers.pop(subscriber, None)
+        self._release_if_unused(channel, local)
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
         """Fan a publication out to the channel's local subscribers; never awaits."""
-        members = self._channels.get(channel)
-        if members is None:
+        local = self._channels.get(channel)
+        if local is None:
             return
-        members.messages += 1
+        local.messages += 1
         offset, epoch, published_at, frame = parse_envelope(envelope)
         if published_at and self._on_latency is not None:
             self._on_latency(max(0.0, time.time() - published_at / 1e6))
         if not offset:
-            self._fan_out(members, Outgoing(frame))
-        elif members.held is not None:
-            members.held.append((offset, epoch, frame))
+            self._fan_out(local, Outgoing(frame))
+        elif local.held is not None:
+            local.held.append((offset, epoch, frame))
         else:
-            self._accept(channel, members, offset, epoch, frame)
+            self._accept(channel, local, offset, epoch, frame)
 
     def on_reconnected(self) -> None:
         """The broker is back: catch up every history channel from its stream."""
-        for channel, members in self._channels.items():
-            if members.seeded and members.repair is None:
-                if members.held is None:
-                    members.held = []
-                self._start_repair(channel, members)
+        for channel, local in self._channels.items():
+            if local.seeded and local.repair is None:
+                if local.held is None:
+                    local.held = []
+                self._start_repair(channel, local)
 
     async def close(self) -> None:
         """Stop the repair tasks."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
 
     def _accept(
-        self, channel: str, members: _Members, offset: int, epoch: str, frame: bytes
+        self, channel: str, local: _LocalChannel, offset: int, epoch: str, frame: bytes
     ) -> None:
-        if epoch != members.epoch:
-            log.warning("hub.epoch_changed channel=%s old=%s new=%s", channel, members.epoch, epoch)
-            members.epoch = epoch
-            members.last = 0
-        if offset <= members.last:
+        verdict = judge(local.last, local.epoch, offset, epoch)
+        if verdict is EPOCH:
+            log.warning("hub.epoch_changed channel=%s old=%s new=%s", channel, local.epoch, epoch)
+            local.epoch = epoch
+            local.last = 0
+            verdict = judge(0, epoch, offset, epoch)
+        if verdict is DUPLICATE:
             return
-        if offset > members.last + 1:
-            members.held = [(offset, epoch, frame)]
-            self._start_repair(channel, members)
+        if verdict is GAP:
+            local.held = [(offset, epoch, frame)]
+            self._start_repair(channel, local)
             return
-        members.last = offset
-        self._fan_out(members, Outgoing(frame, offset))
+        local.last = offset
+        self._fan_out(local, Outgoing(frame, offset))
 
-    def _fan_out(self, members: _Members, message: Outgoing) -> None:
-        subscribers = members.subscribers
+    def _fan_out(self, local: _LocalChannel, message: Outgoing) -> None:
+        subscribers = local.subscribers
         if not subscribers:
             return
         slow: list[Subscriber] = []
@@ -223,87 +257,74 @@ class Hub:
         for subscriber in slow:
             subscriber.close(SLOW_CONSUMER)
 
-    async def _seed(self, channel: str, members: _Members) -> None:
+    async def _seed(self, channel: str, local: _LocalChannel) -> None:
         """Learn a history channel's position once per replica, before anyone joins it."""
-        if members.seeding is None:
-            members.seeding = self._spawn(self._read_position(channel, members))
-        seeding = members.seeding
+        if local.seeding is None:
+            local.seeding = self._tasks.spawn(self._read_position(channel, local))
+        seeding = local.seeding
         try:
             await asyncio.shield(seeding)
         except GatewayError:
-            if members.seeding is seeding:
-                members.seeding = None
+            if local.seeding is seeding:
+                local.seeding = None
             raise
 
-    async def _read_position(self, channel: str, members: _Members) -> None:
-        assert members.history is not None
-        page = await self._broker.read_history(channel, members.history, limit=0)
-        members.epoch, members.last = page.epoch, page.top
-        self._release_held(channel, members)
+    async def _read_position(self, channel: str, local: _LocalChannel) -> None:
+        assert local.history is not None
+        page = await self._feed.read_history(channel, local.history, limit=0)
+        local.epoch, local.last = page.epoch, page.top
+        self._release_held(channel, local)
 
-    def _start_repair(self, channel: str, members: _Members) -> None:
-        if members.repair is not None:
+    def _start_repair(self, channel: str, local: _LocalChannel) -> None:
+        if local.repair is not None:
             return
         self.repairs += 1
-        members.repair = self._spawn(self._repair(channel, members))
+        local.repair = self._tasks.spawn(self._repair(channel, local))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _repair(self, channel: str, members: _Members) -> None:
+    async def _repair(self, channel: str, local: _LocalChannel) -> None:
         """Dispatch what was missed from the stream, then what was held meanwhile."""
-        assert members.history is not None
+        assert local.history is not None
         try:
-            delay = REPAIR_RETRY
+            backoff = Backoff(*REPAIR_RETRY)
             while True:
                 try:
-                    page = await self._broker.read_history(
-                        channel, members.history, after=members.last
-                    )
+                    page = await self._feed.read_history(channel, local.history, after=local.last)
                 except GatewayError:
-                    if not self._broker.accepting:
+                    if not self._feed.accepting:
                         raise
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, 5.0)
+                    await asyncio.sleep(backoff.delay())
                     continue
-                if page.epoch == members.epoch:
+                if page.epoch == local.epoch:
                     break
                 log.warning("hub.epoch_changed channel=%s new=%s", channel, page.epoch)
-                members.epoch, members.last = page.epoch, 0
-            if page.first > members.last + 1:
+                local.epoch, local.last = page.epoch, 0
+            if page.first > local.last + 1:
                 log.warning(
                     "hub.history_gap channel=%s missing=%d..%d",
                     channel,
-                    members.last + 1,
+                    local.last + 1,
                     page.first - 1,
                 )
             for offset, frame in page.messages:
-                if offset > members.last:
-                    members.last = offset
-                    self._fan_out(members, Outgoing(frame, offset))
+                if offset > local.last:
+                    local.last = offset
+                    self._fan_out(local, Outgoing(frame, offset))
         except GatewayError as exc:
             log.warning("hub.repair_deferred channel=%s reason=%s", channel, exc.message)
             return
         finally:
-            members.repair = None
-        self._release_held(channel, members)
+            local.repair = None
+        self._release_held(channel, local)
 
-    def _release_held(self, channel: str, members: _Members) -> None:
-        held, members.held = members.held, None
+    def _release_held(self, channel: str, local: _LocalChannel) -> None:
+        held, local.held = local.held, None
         for offset, epoch, frame in held or ():
-            if members.held is not None:
-                members.held.append((offset, epoch, frame))
+            if local.held is not None:
+                local.held.append((offset, epoch, frame))
             else:
-                self._accept(channel, members, offset, epoch, frame)
+                self._accept(channel, local, offset, epoch, frame)
 
-    def _release_if_unused(self, channel: str, members: _Members) -> None:
-        if (
-            not members.subscribers
-            and not members.pending
-            and self._channels.get(channel) is members
-        ):
+    def _release_if_unused(self, channel: str, local: _LocalChannel) -> None:
+        if not local.subscribers and not local.pending and self._channels.get(channel) is local:
             del self._channels[channel]
-            self._broker.unsubscribe(channel)
+            self._feed.unsubscribe(channel)

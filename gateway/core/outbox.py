@@ -10,43 +10,16 @@ frame). Only queued frames are counted: the direct path costs nothing more.
 from __future__ import annotations
 
 import asyncio
-import struct
 import sys
 from collections import deque
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Protocol
+
+from gateway.core.frames import Outgoing, text_frame
+from gateway.core.passes import LoopPasses
 
 MAX_BATCH_BYTES = 256 * 1024
 """A backlog leaves in frames of at most this size (unless a single message is larger)."""
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A complete, unmasked, final WebSocket text frame (RFC 6455 §5.2) carrying ``payload``."""
-    length = len(payload)
-    if length < 126:
-        return bytes((0x81, length)) + payload
-    if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length) + payload
-    return struct.pack("!BBQ", 0x81, 127, length) + payload
-
-
-class Outgoing:
-    """One frame on its way to clients: its JSON text and the WebSocket frame around it.
-
-    Built once per publication per replica and shared by every local subscriber.
-    """
-
-    __slots__ = ("frame", "offset", "payload", "plain", "size")
-
-    def __init__(self, payload: bytes, offset: int = 0) -> None:
-        self.payload = payload
-        self.size = len(payload)
-        """The payload's bytes, counted once for every queue it may wait in."""
-        self.frame = text_frame(payload)
-        self.offset = offset
-        """The message's offset on a channel with history; 0 otherwise."""
-        self.plain: Outgoing | Literal[False] | None = False
-        """The plain-text form for `/websocket` clients, computed on first use (False: not yet)."""
 
 
 class Sink(Protocol):
@@ -63,43 +36,6 @@ class Sink(Protocol):
     async def close(self, final: bytes, code: int, reason: str) -> None:
         """Send a last text message and close the WebSocket, never waiting long on the peer."""
         ...
-
-
-class LoopPasses:
-    """Numbers the event-loop passes in which frames were written, and at the end of each
-    pass writes what the outboxes deferred during it.
-
-    The first frame a connection gets in a pass goes to its socket at once; frames that
-    follow in the same pass (a burst of publications, a batch of replies) wait until the
-    end of the pass and then leave together as one NDJSON frame: one write instead of
-    many. Shared by every outbox of a replica.
-    """
-
-    __slots__ = ("_deferred", "_ending", "current")
-
-    def __init__(self) -> None:
-        self.current = 0
-        self._deferred: list[Outbox] = []
-        self._ending = False
-
-    def touch(self) -> int:
-        """The current pass, making sure it will end."""
-        if not self._ending:
-            self._ending = True
-            asyncio.get_running_loop().call_soon(self._end)
-        return self.current
-
-    def defer(self, outbox: Outbox) -> None:
-        """Have ``outbox`` write its queue at the end of this pass."""
-        self.touch()
-        self._deferred.append(outbox)
-
-    def _end(self) -> None:
-        self._ending = False
-        self.current += 1
-        deferred, self._deferred = self._deferred, []
-        for outbox in deferred:
-            outbox.write_deferred()
 
 
 class Outbox:

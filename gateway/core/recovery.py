@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+from gateway.core.frames import Outgoing
 from gateway.core.hub import Subscriber
-from gateway.core.outbox import Outgoing
 from gateway.wire.errors import Disconnect
 
 T = TypeVar("T")

@@ -2,8 +2,9 @@
 read presence and history, disconnect a user on every replica, and list the live replicas.
 
 Every route needs ``Authorization: Bearer <GATEWAY_API_KEY>``; without a key configured the
-API refuses every call. Routes only validate, call the replica's `ControlPlane`, and answer;
-a `GatewayError` becomes an HTTP status with ``{"detail": {"code", "message"}}``.
+API refuses every call. Routes only validate, call one service (the publisher, channels,
+the control channel or the registry), and answer; a `GatewayError` becomes the HTTP status
+of its code (`gateway.wire.errors.ERRORS`) with ``{"detail": {"code", "message"}}``.
 """
 
 from __future__ import annotations
@@ -13,26 +14,22 @@ import hmac
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, SecretStr
 
-from gateway.replica import Replica
+from gateway.control.channel import ControlChannel
+from gateway.control.registry import NodeRegistry
+from gateway.services.channels import Channels
+from gateway.services.publisher import Publisher
 from gateway.wire.channels import is_valid_channel
-from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.errors import ERRORS, GatewayError
 from gateway.wire.protocol import MAX_OFFSET, StreamPosition
 
 T = TypeVar("T")
 
 MAX_BROADCAST_CHANNELS = 1000
-
-_STATUS = {
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.UNKNOWN_NAMESPACE: 404,
-    ErrorCode.TOO_LARGE: 413,
-    ErrorCode.UNAVAILABLE: 503,
-}
 
 
 def _valid_channel(name: str) -> str:
@@ -146,16 +143,21 @@ async def _answer(call: Awaitable[T]) -> T:
     try:
         return await call
     except GatewayError as error:
-        status = _STATUS.get(error.code, 500)
+        status = ERRORS[error.code].status
         detail = {"code": error.code.value, "message": error.message}
         raise HTTPException(status, detail=detail) from None
 
 
-def api_router(replica: Replica) -> APIRouter:
+def api_router(
+    api_key: SecretStr | None,
+    publisher: Publisher,
+    channels: Channels,
+    control: ControlChannel,
+    registry: NodeRegistry,
+) -> APIRouter:
     """The ``/api`` routes of one replica."""
-    api_key = replica.settings.api_key
     expected = _digest(api_key.get_secret_value()) if api_key is not None else None
-    control = replica.control
+    namespaces = channels.namespaces
 
     async def authorized(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -180,18 +182,23 @@ def api_router(replica: Replica) -> APIRouter:
     @router.post("/publish", response_model_exclude_none=True)
     async def publish(body: PublishRequest) -> PublishResult:
         """Publish `data` to a channel as the server: the message carries no `from`."""
-        return PublishResult(offset=await _answer(control.publish(body.channel, body.data)))
+        offsets = await _answer(publisher.broadcast([body.channel], body.data))
+        return PublishResult(offset=offsets.get(body.channel))
 
     @router.post("/broadcast")
     async def broadcast(body: BroadcastRequest) -> BroadcastResult:
         """Publish the same `data` to several channels."""
-        channels = list(dict.fromkeys(body.channels))
-        return BroadcastResult(offsets=await _answer(control.broadcast(channels, body.data)))
+        names = list(dict.fromkeys(body.channels))
+        return BroadcastResult(offsets=await _answer(publisher.broadcast(names, body.data)))
 
     @router.get("/presence/{channel:path}")
     async def presence(channel: Annotated[ChannelName, Path()]) -> PresenceResult:
         """Everyone subscribed to a channel, on every replica (namespaces with presence)."""
-        return PresenceResult(channel=channel, clients=await _answer(control.presence(channel)))
+        clients = await _answer(_presence(channel))
+        return PresenceResult(channel=channel, clients=clients)
+
+    async def _presence(channel: str) -> dict[str, Any]:
+        return await channels.presence(channel, namespaces.of(channel))
 
     @router.get("/history/{channel:path}")
     async def history(
@@ -208,10 +215,15 @@ def api_router(replica: Replica) -> APIRouter:
         if (since is None) != (epoch is None):
             raise HTTPException(422, detail="since and epoch go together")
         position = StreamPosition(since, epoch) if since is not None and epoch is not None else None
-        top, messages, more = await _answer(control.history(channel, position, limit))
+        found = await _answer(_history(channel, position, limit))
+        messages = [orjson.loads(frame) for _, frame in found.messages]
+        top = found.position
         return HistoryResult(
-            channel=channel, offset=top.offset, epoch=top.epoch, messages=messages, more=more
+            channel=channel, offset=top.offset, epoch=top.epoch, messages=messages, more=found.more
         )
+
+    async def _history(channel: str, since: StreamPosition | None, limit: int | None) -> Any:
+        return await channels.history(channel, namespaces.of(channel), since, limit)
 
     @router.post("/disconnect")
     async def disconnect(body: DisconnectRequest) -> DisconnectResult:
@@ -224,7 +236,7 @@ def api_router(replica: Replica) -> APIRouter:
         """Every live replica: connections, subscriptions, uptime, readiness, counters
         since it started, and its top channels. Fields after `started_at` are absent for
         replicas of versions that do not announce them."""
-        nodes = await _answer(control.nodes())
+        nodes = await _answer(registry.nodes())
         return InfoResult(nodes=[NodeInfo.model_validate(node) for node in nodes])
 
     return router

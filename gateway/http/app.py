@@ -51,7 +51,15 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
-    app.include_router(api_router(replica))
+    app.include_router(
+        api_router(
+            replica.settings.api_key,
+            replica.publisher,
+            replica.channels,
+            replica.control,
+            replica.registry,
+        )
+    )
     demo_page = static_text("index.html")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
-if TYPE_CHECKING:
-    from gateway.core.hub import Hub
-    from gateway.ops.metrics import Stats
+from gateway.core.hub import Hub
+from gateway.core.stats import Stats
+from gateway.services.connections import ConnectionRegistry
 
 TOP_CHANNELS = 10
 """Channels listed per ranking (by subscribers, by publications); at most twice this many."""
@@ -82,3 +83,40 @@ def _keep(heap: list[tuple[int, str, int]], entry: tuple[int, str, int], count: 
         heapq.heappush(heap, entry)
     elif entry > heap[0]:
         heapq.heapreplace(heap, entry)
+
+
+class NodeReport:
+    """What this replica announces about itself: counts, readiness and activity."""
+
+    def __init__(
+        self,
+        node_id: str,
+        stats: Stats,
+        hub: Hub,
+        connections: ConnectionRegistry,
+        readiness: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self._node_id = node_id
+        self._stats = stats
+        self._hub = hub
+        self._connections = connections
+        self._readiness = readiness
+        self.started_at = time.time()
+
+    async def state(self) -> dict[str, Any]:
+        """The announcement, taken now."""
+        hub = self._hub
+        ranked = await top_channels(hub.activity())
+        ready, readiness = self._readiness()
+        return {
+            "node": self._node_id,
+            "started_at": self.started_at,
+            "at": time.time(),
+            "connections": len(self._connections),
+            "subscriptions": self._connections.subscriptions(),
+            "channels": hub.channel_count,
+            "ready": ready,
+            "readiness": readiness,
+            "totals": totals(self._stats, hub),
+            "top_channels": ranked,
+        }

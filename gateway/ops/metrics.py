@@ -7,51 +7,28 @@ publication, command or backlog, never once per delivery.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.broker.base import PubSub
+from gateway.core.hub import Hub
+from gateway.core.stats import Stats
+from gateway.services.admission import Admission
+from gateway.services.connections import ConnectionRegistry
 from gateway.version import __version__
-
-if TYPE_CHECKING:
-    from gateway.replica import Replica
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 DEPTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
-class Stats:
-    """Counters bumped where things happen."""
-
-    __slots__ = (
-        "closes",
-        "commands",
-        "errors",
-        "published",
-        "received_bytes",
-        "sent_bytes",
-        "slow_consumers",
-    )
-
-    def __init__(self) -> None:
-        self.commands: Counter[tuple[str, str]] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.closes: Counter[int] = Counter()
-        self.slow_consumers = 0
-        """Connections the server closed with 4008, whatever overflowed (counted at the close)."""
-        self.published = 0
-        self.received_bytes = 0
-        self.sent_bytes = 0
-
-
 class Metrics:
     """The registry and the histograms of one replica."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.queue_depth = Histogram(
             "gateway_queue_depth",
@@ -72,43 +49,59 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_ReplicaCollector(replica))
+
+    def collect_from(self, sources: MetricSources) -> None:
+        """Report these counters at each scrape, beside the histograms."""
+        self.registry.register(_ReplicaCollector(sources))
 
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSources:
+    """Where the counters of one replica are read at each scrape."""
+
+    node_id: str
+    stats: Stats
+    hub: Hub
+    connections: ConnectionRegistry
+    admission: Admission
+    broker: PubSub
+    readiness: Callable[[], tuple[bool, str]]
+
+
 class _ReplicaCollector(Collector):
-    def __init__(self, replica: Replica) -> None:
-        self._replica = replica
+    def __init__(self, sources: MetricSources) -> None:
+        self._sources = sources
 
     def collect(self) -> Iterator[Metric]:
-        replica = self._replica
-        stats, hub = replica.stats, replica.hub
-        ready, _ = replica.readiness()
+        sources = self._sources
+        stats, hub = sources.stats, sources.hub
+        ready, _ = sources.readiness()
 
         info = GaugeMetricFamily("gateway_info", "Replica identity.", labels=["node", "version"])
-        info.add_metric([replica.settings.node_id, __version__], 1)
+        info.add_metric([sources.node_id, __version__], 1)
         yield info
         yield GaugeMetricFamily("gateway_ready", "1 while the replica accepts clients.", int(ready))
         yield GaugeMetricFamily(
-            "gateway_connections", "Open client connections.", len(replica.connections)
+            "gateway_connections", "Open client connections.", len(sources.connections)
         )
         yield GaugeMetricFamily(
             "gateway_half_open_connections",
             "TCP connections whose HTTP request is not complete yet (gateway serve only).",
-            replica.admission.half_open,
+            sources.admission.half_open,
         )
         yield CounterMetricFamily(
             "gateway_handshake_timeouts",
             "Connections closed because their request was not complete in handshake_timeout.",
-            replica.admission.handshake_timeouts,
+            sources.admission.handshake_timeouts,
         )
         yield GaugeMetricFamily(
             "gateway_subscriptions",
             "Channel subscriptions of this replica's clients.",
-            sum(len(connection.channels) for connection in replica.connections.values()),
+            sources.connections.subscriptions(),
         )
         yield GaugeMetricFamily(
             "gateway_channels", "Channels held by this replica.", hub.channel_count
@@ -164,5 +157,5 @@ class _ReplicaCollector(Collector):
         yield CounterMetricFamily(
             "gateway_broker_reconnects",
             "Times the broker connection was re-established after a loss.",
-            max(0, getattr(replica.broker, "connects", 1) - 1),
+            sources.broker.reconnects,
         )

@@ -1,20 +1,20 @@
 """A replica's security policy, and the security state of each of its connections.
 
-`Security` is built once per replica from the settings: the token verifier, the access
-rules (`permissions`) and the ``Origin`` allow-list. `ConnectionGuard` is one connection's
-share of it: who the connection is (its `Principal`), until when (the token's ``exp``, or
-the ``connect`` deadline before it has authenticated), and how fast it may send commands.
+`Security` is built once per replica from the settings: the token verifier and the access
+rules (`permissions`); admission checks the ``Origin`` allow-list. `ConnectionGuard` is one
+connection's share of it: who the connection is (its `Principal`), until when (the token's
+``exp``, or the ``connect`` deadline before it has authenticated), and how fast it may send
+commands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 from gateway.security.auth import Principal, TokenError, TokenVerifier
-from gateway.security.origins import OriginPolicy
 from gateway.security.permissions import Access
 from gateway.security.ratelimit import CommandLimiter, Verdict
 from gateway.settings import NamespaceOptions, Settings
@@ -51,31 +51,13 @@ class Security:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """Raises:
-        ConfigError: a key, an algorithm or an allowed origin in the settings is unusable.
+        ConfigError: a key or an algorithm in the settings is unusable.
         """
         self.settings = settings
         self.verifier = TokenVerifier(settings, clock)
         self.access = Access(self.verifier)
-        self.origins = OriginPolicy(settings.allowed_origins)
         self.clock = clock
         self.monotonic = monotonic
-
-    def origin_allowed(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-        """True when a handshake with these (ASGI) headers passes the ``Origin`` allow-list."""
-        return self.origin_refusal(headers) is None
-
-    def origin_refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-        """Why a handshake with these (ASGI) headers fails the ``Origin`` allow-list (a
-        sentence naming the setting to change), or None when it passes."""
-        origin = host = None
-        for name, value in headers:
-            if len(name) in (4, 6):
-                lowered = name.lower()
-                if lowered == b"origin":
-                    origin = value.decode("latin-1")
-                elif lowered == b"host":
-                    host = value.decode("latin-1")
-        return self.origins.refusal(origin, host)
 
     def guard(self, connection: Guarded) -> ConnectionGuard:
         """The guard of a new connection."""
@@ -217,7 +199,7 @@ class ConnectionGuard:
             if error.expired:
                 self._connection.close(TOKEN_EXPIRED)
             else:
-                self._connection.close(Disconnect(CloseCode.UNAUTHORIZED, error.message, True))
+                self._connection.close(Disconnect(CloseCode.UNAUTHORIZED, error.message))
             return None
 
     def _accept(self, principal: Principal) -> None:

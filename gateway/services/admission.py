@@ -1,4 +1,6 @@
-"""How many connections a replica holds, and from which client addresses.
+"""Whether a handshake may open a connection: its origin, the replica's readiness, and how
+many connections the replica holds, and from which client addresses (`HandshakePolicy`
+checks them in that order; `Admission` keeps the tally).
 
 Two kinds of connection count against ``max_connections`` and ``max_connections_per_ip``:
 
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.security.origins import OriginPolicy
 from gateway.settings import Settings
 
 
@@ -137,6 +141,48 @@ class Admission:
 
     def _over_limit(self, address: str) -> bool:
         return bool(self.max_per_address) and self.held_by(address) >= self.max_per_address
+
+
+class HandshakePolicy:
+    """The checks of a completed WebSocket handshake, in order: the ``Origin`` allow-list,
+    the replica's readiness (``readiness`` says whether it is ready, and why not), then the
+    connection limits (``connections`` are the open ones)."""
+
+    def __init__(
+        self,
+        origins: OriginPolicy,
+        readiness: Callable[[], tuple[bool, str]],
+        admission: Admission,
+        connections: Sized,
+    ) -> None:
+        self._origins = origins
+        self._readiness = readiness
+        self._admission = admission
+        self._connections = connections
+
+    def refusal(self, scope: Any) -> Refusal | None:
+        """Why the handshake of this ASGI ``scope`` is refused, or None when it may open."""
+        origin = origin_refusal(self._origins, scope["headers"])
+        if origin is not None:
+            return Refusal(403, origin)
+        ready, reason = self._readiness()
+        if not ready:
+            return Refusal(503, f"replica not ready: {reason}")
+        return self._admission.check(scope, len(self._connections))
+
+
+def origin_refusal(origins: OriginPolicy, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """Why a handshake with these (ASGI) headers fails the ``Origin`` allow-list (a sentence
+    naming the setting to change), or None when it passes."""
+    origin = host = None
+    for name, value in headers:
+        if len(name) in (4, 6):
+            lowered = name.lower()
+            if lowered == b"origin":
+                origin = value.decode("latin-1")
+            elif lowered == b"host":
+                host = value.decode("latin-1")
+    return origins.refusal(origin, host)
 
 
 def client_address(scope: Any) -> str | None:

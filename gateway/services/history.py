@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.broker.base import Broker, HistoryPage, HistoryPolicy
+from gateway.broker.base import HistoryPage, HistoryPolicy, HistoryStore
 from gateway.wire.protocol import StreamPosition
 
 READ_BYTES = 8 * 1024 * 1024
@@ -39,7 +39,7 @@ class HistorySlice:
 class HistoryReader:
     """Bounded reads of channel histories from one broker."""
 
-    def __init__(self, broker: Broker, max_message_bytes: int) -> None:
+    def __init__(self, broker: HistoryStore, max_message_bytes: int) -> None:
         self._broker = broker
         self.chunk = max(1, READ_BYTES // max_message_bytes)
         """Messages asked for in one broker read."""

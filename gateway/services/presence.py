@@ -9,14 +9,14 @@ sweeps the `join_leave` channels it serves, announcing a `leave` for each entry 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 
-from gateway.broker.base import Broker
+from gateway.aio.tasks import TaskSet
+from gateway.broker.base import PresenceStore
+from gateway.services.publisher import Publisher
 from gateway.wire import protocol
 from gateway.wire.errors import GatewayError
 
@@ -36,11 +36,12 @@ class _Entry:
 class Presence:
     """This replica's presence entries, and reads of everyone's."""
 
-    def __init__(self, broker: Broker, ttl: float) -> None:
-        self._broker = broker
+    def __init__(self, store: PresenceStore, publisher: Publisher, ttl: float) -> None:
+        self._store = store
+        self._publisher = publisher
         self.ttl = ttl
         self._local: dict[tuple[str, str], _Entry] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._heartbeat: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -52,9 +53,8 @@ class Presence:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 2)
+        await self._tasks.wait(2)
+        await self._tasks.close()
 
     async def join(
         self, channel: str, client: str, user: str | None, info: Any, join_leave: bool
@@ -65,7 +65,7 @@ class Presence:
             GatewayError: `unavailable` when the broker cannot record it.
         """
         entry = self._local[(channel, client)] = _Entry(user, info, join_leave)
-        await self._broker.presence_add(channel, client, entry.data, self.ttl)
+        await self._store.presence_add(channel, client, entry.data, self.ttl)
         if join_leave:
             await self._announce("join", channel, client, entry)
 
@@ -73,7 +73,7 @@ class Presence:
         """Forget a subscriber (in the background) and announce it if it was announced."""
         entry = self._local.pop((channel, client), None)
         if entry is not None:
-            self._spawn(self._remove(channel, client, entry))
+            self._tasks.spawn(self._remove(channel, client, entry))
 
     async def members(self, channel: str, join_leave: bool) -> dict[str, Any]:
         """Everyone subscribed to ``channel`` on any replica: ``{client: {user, info}}``.
@@ -81,28 +81,28 @@ class Presence:
         Raises:
             GatewayError: `unavailable` when the broker cannot be read.
         """
-        entries, expired = await self._broker.presence(channel)
+        entries, expired = await self._store.presence(channel)
         if join_leave:
             self._announce_expired(channel, expired)
         return {client: orjson.loads(data) for client, data in entries.items()}
 
     async def _remove(self, channel: str, client: str, entry: _Entry) -> None:
         try:
-            await self._broker.presence_remove(channel, client)
+            await self._store.presence_remove(channel, client)
             if entry.join_leave:
                 await self._announce("leave", channel, client, entry)
         except GatewayError as exc:
             log.info("presence.leave_deferred channel=%s reason=%s", channel, exc.message)
 
     async def _announce(self, op: str, channel: str, client: str, entry: _Entry) -> None:
-        head = protocol.presence_head(op, channel, client, entry.user, entry.info)
-        await self._broker.publish(channel, head, None)
+        event = protocol.presence_head(op, channel, client, entry.user, entry.info)
+        await self._publisher.announce(channel, event)
 
     def _announce_expired(self, channel: str, expired: list[tuple[str, bytes]]) -> None:
         for client, data in expired:
             fields = orjson.loads(data)
             entry = _Entry(fields.get("user"), fields.get("info"), join_leave=True)
-            self._spawn(self._announce_quietly("leave", channel, client, entry))
+            self._tasks.spawn(self._announce_quietly("leave", channel, client, entry))
 
     async def _announce_quietly(self, op: str, channel: str, client: str, entry: _Entry) -> None:
         try:
@@ -114,19 +114,14 @@ class Presence:
         interval = self.ttl / 3
         while True:
             await asyncio.sleep(interval)
-            if not self._local or not self._broker.accepting:
+            if not self._local or not self._store.accepting:
                 continue
             try:
                 members = [(ch, client, e.data) for (ch, client), e in self._local.items()]
-                await self._broker.presence_refresh(members, self.ttl)
+                await self._store.presence_refresh(members, self.ttl)
                 swept = {ch for (ch, _), e in self._local.items() if e.join_leave}
                 for channel in swept:
-                    _, expired = await self._broker.presence(channel)
+                    _, expired = await self._store.presence(channel)
                     self._announce_expired(channel, expired)
             except GatewayError as exc:
                 log.info("presence.refresh_failed reason=%s", exc.message)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

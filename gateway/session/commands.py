@@ -1,45 +1,45 @@
-"""What each protocol command does on a replica: checks, broker calls and replies."""
+"""What each protocol v1 command does on a replica: checks, service calls and replies.
+
+The seams for hooks: a subscription passes the permission checks in `Commands.subscribe`
+before `subscribed` is sent; every publication goes through `Commands.publish` or
+`Commands.publish_later` (pipelined, replies kept in order by the session); a new op is
+one more entry of `Commands.handlers`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.broker.base import HistoryPage, HistoryPolicy
-from gateway.core.outbox import Outgoing
+from gateway.core.frames import Outgoing
+from gateway.core.history import HistoryPage, HistoryPolicy
 from gateway.core.recovery import RecoveryBuffer, merge
-from gateway.services.history import HistoryReader, HistorySlice
-from gateway.settings import NamespaceOptions
+from gateway.services.channels import Channels
+from gateway.services.namespaces import history_policy
+from gateway.services.presence import Presence
+from gateway.services.publisher import Publisher
+from gateway.session.connection import Connection
+from gateway.settings import Settings
 from gateway.wire import protocol
-from gateway.wire.channels import namespace_of
 from gateway.wire.errors import BROKER_UNAVAILABLE, SLOW_CONSUMER, ErrorCode, GatewayError
 from gateway.wire.protocol import (
     Command,
     Connect,
     History,
     Ping,
-    Presence,
     Publish,
     Refresh,
     StreamPosition,
     Subscribe,
     Unsubscribe,
 )
-
-if TYPE_CHECKING:
-    from gateway.replica import Replica
-    from gateway.session.connection import Connection
+from gateway.wire.protocol import (
+    Presence as PresenceCommand,
+)
 
 log = logging.getLogger(__name__)
-
-
-def history_policy(options: NamespaceOptions) -> HistoryPolicy | None:
-    """The namespace's history settings, or None where history is off."""
-    if not options.history:
-        return None
-    return HistoryPolicy(options.history_size, options.history_ttl)
 
 
 def published(command: Publish, position: StreamPosition | None) -> bytes:
@@ -52,15 +52,20 @@ def published(command: Publish, position: StreamPosition | None) -> bytes:
 class Commands:
     """Runs commands for the connections of one replica."""
 
-    def __init__(self, replica: Replica) -> None:
-        self._replica = replica
-        self._settings = replica.settings
-        self._history = HistoryReader(replica.broker, replica.settings.max_message_bytes)
-        self._handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
+    def __init__(
+        self, settings: Settings, channels: Channels, publisher: Publisher, presence: Presence
+    ) -> None:
+        self._settings = settings
+        self._channels = channels
+        self._namespaces = channels.namespaces
+        self._history = channels.history_reader
+        self._publisher = publisher
+        self._presence = presence
+        self.handlers: dict[type[Any], Callable[[Connection, Any], Awaitable[None]]] = {
             Subscribe: self.subscribe,
             Unsubscribe: self.unsubscribe,
             Publish: self.publish,
-            Presence: self.presence,
+            PresenceCommand: self.presence,
             History: self.history,
             Ping: self.ping,
             Connect: self.connect,
@@ -69,24 +74,20 @@ class Commands:
 
     async def run(self, connection: Connection, command: Command) -> None:
         """Run one command; its reply, or a raised `GatewayError`, answers it."""
-        await self._handlers[type(command)](connection, command)
+        await self.handlers[type(command)](connection, command)
 
-    def namespace(self, channel: str) -> NamespaceOptions:
-        """The channel's namespace options.
-
-        Raises:
-            GatewayError: `unknown_namespace` when namespaces are strict and it is not configured.
-        """
-        options = self._settings.namespace(channel)
-        if options is None:
-            raise GatewayError(
-                ErrorCode.UNKNOWN_NAMESPACE, f"channel {channel!r} is in no configured namespace"
+    def welcome(self, connection: Connection, command_id: int | str | None = None) -> None:
+        """Tell the client it is connected (answering its ``connect`` if it sent one)."""
+        settings = self._settings
+        connection.send(
+            protocol.welcome(
+                connection.id, settings.node_id, connection.user, settings.ping_seconds, command_id
             )
-        return options
+        )
 
     async def subscribe(self, connection: Connection, command: Subscribe) -> None:
         channel = command.channel
-        options = self.namespace(channel)
+        options = self._namespaces.of(channel)
         connection.guard.check_subscribe(channel, options, command.token)
         if channel in connection.channels:
             raise GatewayError(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
@@ -103,7 +104,7 @@ class Commands:
             await self._subscribe_recovering(connection, command, command.since, policy)
         if options.presence and not connection.closing:
             try:
-                await self._replica.presence.join(
+                await self._presence.join(
                     channel,
                     connection.id,
                     connection.user,
@@ -215,127 +216,55 @@ class Commands:
         connection.send(protocol.reply("unsubscribed", command.id, channel=command.channel))
 
     async def publish(self, connection: Connection, command: Publish) -> None:
-        head = connection.message_head(command.channel, command.data)
-        position = await self.publish_frame(connection, command.channel, head)
+        channel = command.channel
+        options = self._namespaces.of(channel)
+        connection.guard.check_publish(channel, options, channel in connection.channels)
+        position = await self._publisher.publish(
+            channel, command.data, sender=connection.sender, options=options
+        )
         connection.send(published(command, position))
 
-    def start_publish(
+    def publish_later(
         self, connection: Connection, command: Publish
     ) -> asyncio.Future[StreamPosition | None]:
         """Check a `publish` now and queue it; the future resolves once the broker took it.
 
         Raises:
-            GatewayError: as `publish_frame_soon`.
-        """
-        head = connection.message_head(command.channel, command.data)
-        return self.publish_frame_soon(connection, command.channel, head)
-
-    async def publish_frame(
-        self, connection: Connection, channel: str, head: bytes
-    ) -> StreamPosition | None:
-        """Publish a message built by `protocol.message_head` on behalf of ``connection``.
-
-        Raises:
-            GatewayError: as `publish_frame_soon`, or `unavailable` when the broker did
-                not accept it.
-        """
-        options = self.namespace(channel)
-        connection.guard.check_publish(channel, options, channel in connection.channels)
-        return await self._replica.publish(channel, head, options)
-
-    def publish_frame_soon(
-        self, connection: Connection, channel: str, head: bytes
-    ) -> asyncio.Future[StreamPosition | None]:
-        """Check a publication now and queue it (see `Replica.publish_soon`).
-
-        Raises:
             GatewayError: `unknown_namespace`, `forbidden` where this client may not
-                publish, `too_large` for a frame over the size limit.
+                publish, `bad_request` or `too_large` for its data.
         """
-        options = self.namespace(channel)
+        channel = command.channel
+        options = self._namespaces.of(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
-        return self._replica.publish_soon(channel, head, options)
+        return self._publisher.publish_later(
+            channel, command.data, sender=connection.sender, options=options
+        )
 
-    async def presence(self, connection: Connection, command: Presence) -> None:
-        options = self.namespace(command.channel)
+    async def presence(self, connection: Connection, command: PresenceCommand) -> None:
+        options = self._namespaces.of(command.channel)
         connection.guard.check_read(
             command.channel, options, command.channel in connection.channels
         )
-        clients = await self.presence_of(command.channel, options)
+        clients = await self._channels.presence(command.channel, options)
         connection.send(
             protocol.reply("presence", command.id, channel=command.channel, clients=clients)
         )
 
-    async def presence_of(self, channel: str, options: NamespaceOptions) -> dict[str, Any]:
-        """Everyone subscribed to ``channel``, on any replica: ``{client: {user, info}}``.
-
-        Raises:
-            GatewayError: `bad_request` where presence is off, `unavailable`.
-        """
-        if not options.presence:
-            raise GatewayError(
-                ErrorCode.BAD_REQUEST, f"presence is off in namespace {namespace_of(channel)!r}"
-            )
-        return await self._replica.presence.members(channel, options.join_leave)
-
     async def history(self, connection: Connection, command: History) -> None:
         channel = command.channel
-        options = self.namespace(channel)
+        options = self._namespaces.of(channel)
         connection.guard.check_read(channel, options, channel in connection.channels)
-        found = await self.history_of(channel, options, command.since, command.limit)
+        found = await self._channels.history(channel, options, command.since, command.limit)
         frames = [frame for _, frame in found.messages]
         reply = protocol.history_reply(command.id, channel, found.position, frames, found.more)
         connection.send(reply)
-
-    async def history_of(
-        self,
-        channel: str,
-        options: NamespaceOptions,
-        since: StreamPosition | None,
-        limit: int | None,
-    ) -> HistorySlice:
-        """The messages after ``since``, else the latest; at most ``limit``, oldest first.
-
-        Matching messages beyond ``history_reply_bytes`` are left for the next request:
-        the slice then says ``more``.
-
-        Raises:
-            GatewayError: `bad_request` where history is off or ``since`` is not in this
-                history, `unavailable`.
-        """
-        policy = history_policy(options)
-        if policy is None:
-            raise GatewayError(
-                ErrorCode.BAD_REQUEST, f"history is off in namespace {namespace_of(channel)!r}"
-            )
-        limit = policy.size if limit is None else min(limit, policy.size)
-        max_bytes = self._settings.history_reply_bytes
-        after = None if since is None else since.offset
-        page = await self._history.read(
-            channel, policy, after=after, count=limit, max_bytes=max_bytes
-        )
-        if since is None:
-            return page
-        if page.position.epoch != since.epoch:
-            raise GatewayError(
-                ErrorCode.BAD_REQUEST,
-                f"since.epoch {since.epoch!r} is not the channel's epoch {page.position.epoch!r}: "
-                "that history was lost; re-sync",
-            )
-        if since.offset > page.position.offset:
-            raise GatewayError(
-                ErrorCode.BAD_REQUEST,
-                f"since.offset {since.offset} is beyond the channel's latest offset "
-                f"{page.position.offset}",
-            )
-        return page
 
     async def ping(self, connection: Connection, command: Ping) -> None:
         connection.send(protocol.reply("pong", command.id))
 
     async def connect(self, connection: Connection, command: Connect) -> None:
         if connection.guard.connect(command.token):
-            connection.send_welcome(command.id)
+            self.welcome(connection, command.id)
 
     async def refresh(self, connection: Connection, command: Refresh) -> None:
         expires_at = connection.guard.refresh(command.token)

@@ -1,8 +1,17 @@
 """One client's WebSocket: the only place that reads from a socket.
 
-`Connection` owns the read loop, the outbox and the close sequence; what a frame *means*
-is up to the endpoint: `ProtocolConnection` (``/ws``, protocol v1 commands) or
-`PlainTextConnection` (``/websocket``, every text frame is a chat line).
+`Connection` owns the read loop, the outbox and the close sequence. What a frame *means* is
+up to its dialect, a subclass that fills in the dialect interface: `opened` (after the
+handshake; sends `welcome` where the dialect has one), `on_text`, `on_binary`, `batches`
+(whether queued frames may leave together as NDJSON) and `encoding` (how the dialect shows a
+publication, when not as the pubsub.v1 frame itself). The dialects: `gateway.session.pubsub`
+(``/ws``, protocol v1) and `gateway.session.plain` (``/websocket``); another client protocol
+is one more subclass, served by one more endpoint of `gateway.session.handshake`.
+
+The hot path is `deliver`, which the hub calls for each publication of a subscribed
+channel: for a dialect without its own encoding it *is* the outbox's `offer` (no call in
+between); otherwise it offers the publication's form in that dialect, built once per
+publication (`Outgoing.encoded`).
 """
 
 from __future__ import annotations
@@ -12,43 +21,38 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-import orjson
 from starlette.websockets import WebSocket
 
-from gateway.broker.base import HistoryPolicy
-from gateway.core.outbox import Outbox, Outgoing, Sink
+from gateway.core.frames import Encoding, Outgoing
+from gateway.core.history import HistoryPolicy
+from gateway.core.hub import Hub, Subscriber
+from gateway.core.outbox import Outbox, Sink
+from gateway.core.passes import LoopPasses
+from gateway.core.stats import Stats
 from gateway.ops import logs
 from gateway.security.auth import Principal
-from gateway.session.commands import history_policy, published
-from gateway.transport.websocket import CLOSE_DEADLINE
+from gateway.security.guard import Security
+from gateway.services.channels import Channels
+from gateway.services.presence import Presence
+from gateway.services.publisher import Publisher, Sender
+from gateway.settings import Settings
+from gateway.transport.sinks import CLOSE_DEADLINE
 from gateway.wire import protocol
 from gateway.wire.errors import (
-    BROKER_UNAVAILABLE,
-    FORBIDDEN,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL,
     SLOW_CONSUMER,
-    TOO_MANY_REQUESTS,
-    UNAUTHORIZED,
-    UNSUPPORTED_DATA,
     CloseCode,
     Disconnect,
-    ErrorCode,
     GatewayError,
 )
-from gateway.wire.protocol import Publish, StreamPosition
-
-if TYPE_CHECKING:
-    from gateway.core.hub import Subscriber
-    from gateway.replica import Replica
+from gateway.wire.protocol import StreamPosition
 
 log = logging.getLogger(__name__)
-
-PIPELINED_PUBLISHES = 256
-"""Publications of one connection that may be on their way to the broker at once."""
 
 FLUSH_BEFORE_CLOSE = 2.0
 """Seconds a closing connection may spend sending what it already queued."""
@@ -59,8 +63,25 @@ def new_client_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What every connection of one replica shares: the services it calls and the limits it
+    keeps (held once, by reference, however many connections there are)."""
+
+    settings: Settings
+    hub: Hub
+    publisher: Publisher
+    channels: Channels
+    presence: Presence
+    security: Security
+    stats: Stats
+    passes: LoopPasses
+    on_backlog: Callable[[int], None] | None = None
+    """Gets the queue's length each time a connection's writer takes from it (a metric)."""
+
+
 class Connection:
-    """State and life cycle shared by both endpoints."""
+    """State and life cycle shared by every dialect; see the module docstring."""
 
     __slots__ = (
         "__weakref__",
@@ -69,49 +90,65 @@ class Connection:
         "_sink",
         "_websocket",
         "channels",
+        "context",
         "deliver",
         "guard",
         "id",
         "outbox",
         "principal",
-        "replica",
     )
 
-    batches = True
+    batches: ClassVar[bool] = True
     """Whether queued frames may leave together as one NDJSON frame."""
+    encoding: ClassVar[Encoding | None] = None
+    """How this dialect shows a publication; None: as the pubsub.v1 `message` frame."""
 
     def __init__(
-        self, replica: Replica, websocket: WebSocket, sink: Sink, principal: Principal
+        self, context: SessionContext, websocket: WebSocket, sink: Sink, principal: Principal
     ) -> None:
-        self.replica = replica
+        self.context = context
         self.id = new_client_id()
         self.principal = principal
         self.channels: dict[str, Subscriber] = {}
-        settings = replica.settings
+        settings = context.settings
         self.outbox = Outbox(
             sink,
             settings.max_queue,
-            replica.loop_passes,
-            replica.metrics.queue_depth.observe,
+            context.passes,
+            context.on_backlog,
             byte_limit=settings.max_queue_bytes,
             batches=self.batches,
         )
-        self.deliver: Callable[[Outgoing], bool] = self.outbox.offer
+        encoding = self.encoding
+        self.deliver: Callable[[Outgoing], bool] = (
+            self.outbox.offer if encoding is None else self._encoder(encoding)
+        )
+        """The hot path: take one publication without waiting; False when the queue is full."""
         self._websocket = websocket
         self._sink = sink
         self._closing: Disconnect | None = None
         self._closer: asyncio.Task[None] | None = None
-        self.guard = replica.security.guard(self)
+        self.guard = context.security.guard(self)
+
+    def _encoder(self, encoding: Encoding) -> Callable[[Outgoing], bool]:
+        offer = self.outbox.offer
+
+        def deliver(message: Outgoing) -> bool:
+            form = message.encoded(encoding)
+            return True if form is None else offer(form)
+
+        return deliver
 
     @property
     def user(self) -> str | None:
         """The user id of the connection token; None for anonymous connections."""
         return self.principal.user
 
-    def message_head(self, channel: str, data: Any) -> bytes:
-        """A `message` frame of this connection's publication (see `protocol.message_head`)."""
+    @property
+    def sender(self) -> Sender:
+        """Who this connection's publications are from."""
         principal = self.principal
-        return protocol.message_head(channel, data, self.id, principal.user, principal.info)
+        return Sender(self.id, principal.user, principal.info)
 
     @property
     def closing(self) -> bool:
@@ -120,23 +157,14 @@ class Connection:
 
     def send(self, payload: bytes) -> None:
         """Send a frame meant for this client alone; a full queue closes it as too slow."""
-        self.replica.stats.sent_bytes += len(payload)
+        self.context.stats.sent_bytes += len(payload)
         if not self.outbox.put(payload):
             self.close(SLOW_CONSUMER)
 
     def send_error(self, error: GatewayError) -> None:
         """Answer a failed command."""
-        self.replica.stats.errors[error.code.value] += 1
+        self.context.stats.errors[error.code.value] += 1
         self.send(protocol.error(error))
-
-    def send_welcome(self, command_id: int | str | None = None) -> None:
-        """Tell the client it is connected (answering its ``connect`` if it sent one)."""
-        settings = self.replica.settings
-        self.send(
-            protocol.welcome(
-                self.id, settings.node_id, self.user, settings.ping_seconds, command_id
-            )
-        )
 
     async def subscribe(
         self, channel: str, history: HistoryPolicy | None, via: Subscriber | None = None
@@ -149,7 +177,7 @@ class Connection:
         Raises:
             GatewayError: `unavailable` when the broker could not subscribe.
         """
-        hub = self.replica.hub
+        hub = self.context.hub
         subscriber = via if via is not None else self
         self.channels[channel] = subscriber
         try:
@@ -166,21 +194,21 @@ class Connection:
         """Receive a channel's publications directly instead of through ``via``."""
         if self.channels.get(channel) is via:
             self.channels[channel] = self
-            self.replica.hub.replace(channel, via, self)
+            self.context.hub.replace(channel, via, self)
 
     def unsubscribe(self, channel: str) -> None:
         """Leave a channel."""
         subscriber = self.channels.pop(channel, None)
         if subscriber is not None:
-            self.replica.hub.unsubscribe(channel, subscriber)
-            self.replica.presence.leave(channel, self.id)
+            self.context.hub.unsubscribe(channel, subscriber)
+            self.context.presence.leave(channel, self.id)
 
     def close(self, reason: Disconnect) -> None:
         """Begin closing: leave every channel now, then send `disconnect` and close the socket."""
         if self._closing is not None:
             return
         self._closing = reason
-        stats = self.replica.stats
+        stats = self.context.stats
         stats.closes[int(reason.code)] += 1
         if reason.code is CloseCode.SLOW_CONSUMER:
             stats.slow_consumers += 1
@@ -195,7 +223,7 @@ class Connection:
         """
         if self.outbox.crowded and self._closing is None:
             try:
-                async with asyncio.timeout(self.replica.settings.ping_seconds):
+                async with asyncio.timeout(self.context.settings.ping_seconds):
                     await self.outbox.room()
             except TimeoutError:
                 self.close(SLOW_CONSUMER)
@@ -205,14 +233,15 @@ class Connection:
         """Serve the connection until the socket closes."""
         logs.client_id.set(self.id)
         logs.user_id.set(self.user)
+        stats = self.context.stats
         try:
             await self.opened()
-            max_bytes = self.replica.settings.max_message_bytes
+            max_bytes = self.context.settings.max_message_bytes
             while True:
                 event = await self._websocket.receive()
                 if event["type"] != "websocket.receive":
                     if self._closing is None:
-                        self.replica.stats.closes[int(event.get("code", 1005))] += 1
+                        stats.closes[int(event.get("code", 1005))] += 1
                     break
                 if self._closing is not None:
                     continue
@@ -222,10 +251,10 @@ class Connection:
                 elif len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
                     self.close(MESSAGE_TOO_BIG)
                 else:
-                    self.replica.stats.received_bytes += len(text)
+                    stats.received_bytes += len(text)
                     await self.on_text(text)
         except GatewayError as error:
-            self.close(disconnect_for(error))
+            self.close(error.closes_with)
             await self._let_close_finish()
         except Exception:
             log.exception("connection.failed client=%s", self.id)
@@ -233,6 +262,8 @@ class Connection:
             await self._let_close_finish()
         finally:
             await self._finish()
+
+    # The dialect interface
 
     async def opened(self) -> None:
         """Called once the handshake is accepted, before the first frame is read."""
@@ -244,6 +275,8 @@ class Connection:
     def on_binary(self) -> None:
         """Handle one binary frame from the client."""
         raise NotImplementedError
+
+    # Closing
 
     async def _close(self, reason: Disconnect) -> None:
         if reason is not SLOW_CONSUMER:
@@ -261,7 +294,7 @@ class Connection:
                 await asyncio.wait_for(asyncio.shield(closer), FLUSH_BEFORE_CLOSE + CLOSE_DEADLINE)
 
     def _leave_all(self) -> None:
-        hub, presence = self.replica.hub, self.replica.presence
+        hub, presence = self.context.hub, self.context.presence
         channels, self.channels = self.channels, {}
         for channel, subscriber in channels.items():
             hub.unsubscribe(channel, subscriber)
@@ -277,188 +310,3 @@ class Connection:
         if closer is not None and not closer.done():
             closer.cancel()
             await asyncio.gather(closer, return_exceptions=True)
-
-
-class ProtocolConnection(Connection):
-    """A ``/ws`` client speaking protocol v1."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(
-        self, replica: Replica, websocket: WebSocket, sink: Sink, principal: Principal
-    ) -> None:
-        super().__init__(replica, websocket, sink, principal)
-        self._pending: list[bytes | tuple[Publish, asyncio.Future[StreamPosition | None]]] | None
-        self._pending = None
-        """Replies held back behind publications still on their way to the broker."""
-
-    def send(self, payload: bytes) -> None:
-        pending = self._pending
-        if pending is not None:
-            pending.append(payload)
-        else:
-            super().send(payload)
-
-    async def opened(self) -> None:
-        if self.guard.open(self._websocket.query_params.get("token"), connect_op=True):
-            self.send_welcome()
-
-    async def on_text(self, text: str) -> None:
-        """Run the frame's commands in order, replies in the same order.
-
-        Consecutive `publish` commands do not wait for one another: they go to the broker
-        together (one round trip) and their replies follow in order; any other command
-        first waits for them. A lone `publish` goes at once. A client that sends commands
-        faster than it reads the replies is slowed down (its next command waits for room in
-        its queue) rather than disconnected, unless it stops reading (see `make_room`).
-        """
-        commands = self.replica.commands
-        counts = self.replica.stats.commands
-        frame = protocol.parse(text)
-        for index, command in enumerate(frame):
-            pending = self._pending
-            if pending is not None and (
-                not isinstance(command, Publish) or len(pending) >= PIPELINED_PUBLISHES
-            ):
-                await self._settle()
-            if not await self.make_room():
-                return
-            if not self.guard.admit(command):
-                continue
-            if isinstance(command, GatewayError):
-                counts["invalid", command.code.value] += 1
-                self.send_error(command)
-                continue
-            if isinstance(command, Publish) and (
-                self._pending is not None
-                or (index + 1 < len(frame) and isinstance(frame[index + 1], Publish))
-            ):
-                self._start_publish(command)
-                continue
-            op = protocol.op_of(command)
-            try:
-                await commands.run(self, command)
-                counts[op, "ok"] += 1
-            except GatewayError as error:
-                counts[op, error.code.value] += 1
-                self.send_error(error.with_id(command.id))
-            except Exception:
-                self._failed(op, command.id)
-        await self._settle()
-
-    def _failed(self, op: str, command_id: int | str | None) -> None:
-        """Answer a command that failed unexpectedly with `internal`; the connection goes on."""
-        log.exception("command.failed client=%s op=%s", self.id, op)
-        self.replica.stats.commands[op, ErrorCode.INTERNAL.value] += 1
-        self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command_id))
-
-    def _start_publish(self, command: Publish) -> None:
-        if self._pending is None:
-            self._pending = []
-        try:
-            future = self.replica.commands.start_publish(self, command)
-        except GatewayError as error:
-            self.replica.stats.commands["publish", error.code.value] += 1
-            self.send_error(error.with_id(command.id))
-        except Exception:
-            self._failed("publish", command.id)
-        else:
-            self._pending.append((command, future))
-
-    async def _settle(self) -> None:
-        """Send the held-back replies in order, waiting for each publication's outcome."""
-        pending, self._pending = self._pending, None
-        counts = self.replica.stats.commands
-        for item in pending or ():
-            if isinstance(item, bytes):
-                self.send(item)
-                continue
-            command, future = item
-            try:
-                position = await future
-            except GatewayError as error:
-                counts["publish", error.code.value] += 1
-                self.send_error(error.with_id(command.id))
-            except Exception:
-                self._failed("publish", command.id)
-            else:
-                counts["publish", "ok"] += 1
-                self.send(published(command, position))
-
-    def on_binary(self) -> None:
-        if not self.guard.admit(None):
-            return
-        self.send_error(
-            GatewayError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send text")
-        )
-
-
-class PlainTextConnection(Connection):
-    """A ``/websocket`` client: each text frame it sends is published as a string to one
-    channel, and it receives every publication of that channel as bare text."""
-
-    __slots__ = ("_channel",)
-
-    batches = False
-
-    def __init__(
-        self,
-        replica: Replica,
-        websocket: WebSocket,
-        sink: Sink,
-        principal: Principal,
-        channel: str,
-    ) -> None:
-        super().__init__(replica, websocket, sink, principal)
-        self._channel = channel
-        self.deliver = self._deliver_plain
-
-    async def opened(self) -> None:
-        if not self.guard.open(self._websocket.query_params.get("token"), connect_op=False):
-            return
-        options = self.replica.commands.namespace(self._channel)
-        self.guard.check_subscribe(self._channel, options, None)
-        await self.subscribe(self._channel, history_policy(options))
-        if options.presence:
-            await self.replica.presence.join(
-                self._channel, self.id, self.user, self.principal.info, options.join_leave
-            )
-
-    async def on_text(self, text: str) -> None:
-        self.guard.check_rate()
-        head = self.message_head(self._channel, text)
-        await self.replica.commands.publish_frame(self, self._channel, head)
-
-    def on_binary(self) -> None:
-        self.close(UNSUPPORTED_DATA)
-
-    def _deliver_plain(self, message: Outgoing) -> bool:
-        plain = message.plain
-        if plain is False:
-            plain = message.plain = plain_text_of(message.payload)
-        if plain is None:
-            return True
-        return self.outbox.offer(plain)
-
-
-_CLOSE_FOR_ERROR = {
-    ErrorCode.UNAVAILABLE: BROKER_UNAVAILABLE,
-    ErrorCode.FORBIDDEN: FORBIDDEN,
-    ErrorCode.UNAUTHORIZED: UNAUTHORIZED,
-    ErrorCode.RATE_LIMITED: TOO_MANY_REQUESTS,
-    ErrorCode.TOO_LARGE: MESSAGE_TOO_BIG,
-}
-
-
-def disconnect_for(error: GatewayError) -> Disconnect:
-    """How a connection that cannot answer with an `error` frame closes on a failure."""
-    return _CLOSE_FOR_ERROR.get(error.code, INTERNAL_ERROR)
-
-
-def plain_text_of(payload: bytes) -> Outgoing | None:
-    """What a plain-text client sees of a frame: a message's `data` as text, nothing else."""
-    frame: Any = orjson.loads(payload)
-    if frame.get("op") != "message":
-        return None
-    data = frame.get("data")
-    return Outgoing(data.encode() if isinstance(data, str) else orjson.dumps(data))

@@ -1,11 +1,9 @@
-"""How a connection's frames reach the socket.
+"""The WebSocket protocol ``gateway serve`` runs: uvicorn's own sans-I/O WebSocket protocol
+(over the ``websockets`` library) that also hands the application a synchronous writer
+through the ASGI scope extension ``gateway.direct`` (see `gateway.transport.sinks`).
 
-Under ``gateway serve`` uvicorn runs `GatewayWebSocketProtocol`: uvicorn's own sans-I/O
-WebSocket protocol (over the ``websockets`` library) that also hands the application a
-synchronous writer through the ASGI scope extension ``gateway.direct``. Fan-out then writes a
-frame prepared once per publication straight to each transport, with no task switch and no
-per-client serialization. Under any other ASGI server (the gateway mounted into another app)
-the extension is absent and frames go through the standard ASGI ``send``.
+It subclasses uvicorn internals: the ``uvicorn`` range in pyproject.toml is the one this is
+tested on, and tests/unit/test_uvicorn_internals.py says what moved when that changes.
 """
 
 from __future__ import annotations
@@ -14,16 +12,9 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-from gateway.core.outbox import Sink, text_frame
-
-WebSocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 
 DIRECT_EXTENSION = "gateway.direct"
 CLOSE_DEADLINE = 5.0
@@ -238,76 +229,3 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_deadline, self.abort)
-
-
-class DirectSink:
-    """Writes frames straight to a `GatewayWebSocketProtocol`."""
-
-    __slots__ = ("_protocol", "try_write")
-
-    def __init__(self, protocol: GatewayWebSocketProtocol) -> None:
-        self._protocol = protocol
-        self.try_write = protocol.try_write
-
-    async def send(self, payload: bytes) -> None:
-        await self._protocol.send_frame(text_frame(payload))
-
-    async def close(self, final: bytes, code: int, reason: str) -> None:
-        """Send ``final`` and close with ``code``, without waiting for a slow peer."""
-        self._protocol.close_now(text_frame(final), code, reason)
-
-
-class AsgiSink:
-    """Sends frames through the ASGI interface: portable, one await per frame."""
-
-    __slots__ = ("_websocket",)
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self._websocket = websocket
-
-    def try_write(self, frame: bytes) -> bool:
-        return False
-
-    async def send(self, payload: bytes) -> None:
-        await self._websocket.send({"type": "websocket.send", "text": payload.decode()})
-
-    async def close(self, final: bytes, code: int, reason: str) -> None:
-        """Send ``final`` and close with ``code``, each given at most ``CLOSE_DEADLINE``."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.send(final), CLOSE_DEADLINE)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._websocket.close(code, reason), CLOSE_DEADLINE)
-
-
-def sink_for(websocket: WebSocket) -> DirectSink | AsgiSink:
-    """The fastest sink the server running this WebSocket offers."""
-    protocol = websocket.scope.get("extensions", {}).get(DIRECT_EXTENSION)
-    if isinstance(protocol, GatewayWebSocketProtocol):
-        return DirectSink(protocol)
-    return AsgiSink(websocket)
-
-
-__all__ = ["AsgiSink", "DirectSink", "GatewayWebSocketProtocol", "Sink", "sink_for"]
-
-
-class WebSocketLane:
-    """The ASGI entry point of ``gateway serve``: WebSocket handshakes on ``/ws`` and
-    ``/websocket`` go straight to the replica; everything else (HTTP, lifespan) goes to
-    the FastAPI app.
-
-    A long-lived connection otherwise keeps the whole middleware and routing stack
-    suspended under it (about 7 KiB a connection); the lane keeps none of it. Mounted into
-    another app, the gateway's FastAPI routes serve the same endpoints.
-    """
-
-    def __init__(self, app: ASGIApp, endpoints: dict[str, WebSocketEndpoint]) -> None:
-        self._app = app
-        self._endpoints = endpoints
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            endpoint = self._endpoints.get(scope["path"])
-            if endpoint is not None:
-                await endpoint(WebSocket(scope, receive, send))
-                return
-        await self._app(scope, receive, send)

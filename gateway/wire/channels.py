@@ -28,3 +28,8 @@ def namespace_of(channel: str) -> str:
 def is_private(channel: str) -> bool:
     """Names starting with ``$`` need a subscription token or a matching `channels` claim."""
     return channel.startswith("$")
+
+
+CONTROL_CHANNEL = "#control"
+"""The channel of cross-replica commands (see `gateway.control`): carried by the broker like
+any other, never a valid client channel name (``#`` is not allowed in one)."""

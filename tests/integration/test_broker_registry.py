@@ -15,6 +15,12 @@ from tests.support.redis_server import RedisServer
 
 
 class Ignore:
+    def on_reconnected(self) -> None:
+        pass
+
+    def on_control(self, envelope: bytes) -> None:
+        pass
+
     def on_publication(self, channel: str, frame: bytes) -> None:
         pass
 

@@ -6,8 +6,8 @@ import asyncio
 
 from gateway.broker.memory import MemoryBroker
 from gateway.core.hub import Hub
+from gateway.core.stats import Stats
 from gateway.ops.activity import RANK_CHUNK, top_channels, totals
-from gateway.ops.metrics import Stats
 
 
 def test_totals_sum_commands_by_result_and_add_the_hubs_bytes() -> None:

@@ -16,6 +16,9 @@ POLICY = HistoryPolicy(size=50, ttl=300)
 
 
 class _Ignore:
+    def on_control(self, envelope: bytes) -> None:
+        pass
+
     def on_publication(self, channel: str, envelope: bytes) -> None:
         pass
 
