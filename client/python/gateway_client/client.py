@@ -885,7 +885,6 @@ class GatewayClient(_Emitter):
         self.last_error = str(error)
         self._emit("error", error)
 
-
     @staticmethod
     async def _quietly(work: Awaitable[Any]) -> None:
         with contextlib.suppress(GatewayClientError):
