@@ -135,6 +135,8 @@ class Replica:
             return False, "broker pub/sub link down"
         if not self.control.live:
             return False, "control channel not subscribed yet"
+        if not self.registry.listed:
+            return False, "not in the replica registry yet"
         return True, "ready"
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gateway.aio.backoff import Backoff
 from gateway.broker.base import NodeStore
 from gateway.wire.errors import GatewayError
 
@@ -23,6 +24,10 @@ HEARTBEAT_SECONDS = 1.0
 
 NODE_TTL = 3 * HEARTBEAT_SECONDS
 """Seconds a replica stays listed after its last heartbeat."""
+
+RETRY_FIRST = 0.05
+"""Seconds before the first retry of a failed announcement (then backing off up to the
+heartbeat)."""
 
 UNREGISTER_DEADLINE = 1.0
 """Seconds a stopping replica spends removing itself from the registry."""
@@ -47,6 +52,13 @@ class NodeRegistry:
         self._heartbeat = heartbeat
         self._ttl = NODE_TTL * heartbeat / HEARTBEAT_SECONDS
         self._task: asyncio.Task[None] | None = None
+        self._listed = False
+
+    @property
+    def listed(self) -> bool:
+        """True once this replica's first announcement was accepted (readiness waits for it,
+        so a replica that says it is ready is in ``/api/info``)."""
+        return self._listed
 
     async def start(self) -> None:
         """Start the heartbeat, in the background."""
@@ -77,11 +89,20 @@ class NodeRegistry:
         return [nodes[node] for node in sorted(nodes)]
 
     async def _beat(self) -> None:
+        backoff = Backoff(RETRY_FIRST, self._heartbeat)
         while True:
-            with contextlib.suppress(GatewayError):
+            try:
                 state = orjson.dumps(await self._state())
                 await self._store.register_node(self._node_id, state, self._ttl)
-            await asyncio.sleep(self._heartbeat)
+            except GatewayError:
+                delay = backoff.delay()
+            else:
+                backoff.reset()
+                if not self._listed:
+                    self._listed = True
+                    continue  # announce again at once: now the state says it is ready
+                delay = self._heartbeat
+            await asyncio.sleep(delay)
 
 
 def _with_uptime(state: dict[str, Any], now: float) -> dict[str, Any]:

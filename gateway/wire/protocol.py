@@ -228,11 +228,6 @@ def op_of(command: Command) -> str:
 # Server frames. Each returns the frame's JSON text as bytes, ready for the socket.
 
 
-def encode(frame: dict[str, Any]) -> bytes:
-    """Serialize one frame."""
-    return orjson.dumps(frame)
-
-
 def reply(op: str, command_id: CommandId, **fields: Any) -> bytes:
     """A reply frame echoing the command's id (omitted when the command had none)."""
     frame: dict[str, Any] = {"op": op}

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.wire import errors
 from gateway.wire.errors import CLOSES, ERRORS, CloseCode, Disconnect, ErrorCode, close_action
+from gateway.wire.protocol import SUBPROTOCOL
 from gateway_client import policy
 from gateway_client.client import RETRYABLE_SUBSCRIBE_ERRORS as CLIENT_RETRYABLE
 from tests.support.gateways import REPO_ROOT
@@ -54,7 +55,7 @@ def test_a_disconnect_frames_reconnect_overrides_the_code(code: int) -> None:
 
 def test_the_browser_client_follows_the_table(tmp_path: Path) -> None:
     table = tmp_path / "codes.json"
-    table.write_text(json.dumps(errors.as_json()))
+    table.write_text(json.dumps({**errors.as_json(), "subprotocol": SUBPROTOCOL}))
     status, output = run_node_suite("table", {"GATEWAY_CODE_TABLE": str(table)})
     assert status == 0, output
     assert "# fail 0" in output and "# skipped 0" in output, output

@@ -1,11 +1,11 @@
-// The browser client against the server's own tables: the close and error codes (the JSON
-// of gateway/wire/errors.py, whose path GATEWAY_CODE_TABLE gives) and the continuity
+// The browser client against the server's own tables: the close and error codes and the
+// subprotocol (the JSON of gateway/wire/errors.py plus SUBPROTOCOL, at GATEWAY_CODE_TABLE) and the continuity
 // vectors (client/vectors/continuity.json) that the Python client and the hub follow too.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { advance, closeAction, RETRYABLE_SUBSCRIBE_ERRORS } from "../gateway.js";
+import { advance, closeAction, RETRYABLE_SUBSCRIBE_ERRORS, SUBPROTOCOL } from "../gateway.js";
 
 const tablePath = process.env.GATEWAY_CODE_TABLE;
 const table = tablePath ? JSON.parse(readFileSync(tablePath, "utf8")) : null;
@@ -13,6 +13,10 @@ const vectors = JSON.parse(readFileSync(new URL("../../vectors/continuity.json",
 
 test("the code table is given", () => {
   assert.ok(table, "set GATEWAY_CODE_TABLE to the JSON of python -m gateway.wire.errors --json");
+});
+
+test("the subprotocol is the server's", { skip: !table }, () => {
+  assert.equal(SUBPROTOCOL, table.subprotocol);
 });
 
 test("every close code is followed as the table says", { skip: !table }, () => {
