@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.aio.backoff import Backoff
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_delays_are_full_jitter_under_a_doubling_cap() -> None:
@@ -36,7 +29,7 @@ def test_reset_starts_again_from_the_shortest_delay() -> None:
 
 
 def test_a_success_resets_once_it_lasted_stable_after() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     backoff = Backoff(0.1, 10.0, stable_after=5.0, random=lambda: 1.0, clock=clock)
     for _ in range(3):
         backoff.delay()

@@ -9,14 +9,7 @@ from gateway.security.ratelimit import (
     TokenBucket,
     Verdict,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
