@@ -16,8 +16,7 @@ HEAVY = ("fastapi", "starlette", "uvicorn", "redis", "prometheus_client", "pydan
 @pytest.mark.parametrize("module", ["gateway_client", "gateway.wire.protocol", "gateway"])
 def test_a_light_import_loads_no_framework(module: str) -> None:
     probe = (
-        f"import sys, {module}; "
-        f"print(','.join(name for name in {HEAVY!r} if name in sys.modules))"
+        f"import sys, {module}; print(','.join(name for name in {HEAVY!r} if name in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe],
