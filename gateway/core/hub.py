@@ -229,14 +229,14 @@ class Hub:
         self, channel: str, local: _LocalChannel, offset: int, epoch: str, frame: bytes
     ) -> None:
         verdict = judge(local.last, local.epoch, offset, epoch)
-        if verdict is EPOCH:
+        if verdict == EPOCH:
             log.warning("hub.epoch_changed channel=%s old=%s new=%s", channel, local.epoch, epoch)
             local.epoch = epoch
             local.last = 0
             verdict = judge(0, epoch, offset, epoch)
-        if verdict is DUPLICATE:
+        if verdict == DUPLICATE:
             return
-        if verdict is GAP:
+        if verdict == GAP:
             local.held = [(offset, epoch, frame)]
             self._start_repair(channel, local)
             return
