@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.system import cpu_seconds, rss_bytes
+from bench import nodejs
+from bench.system import cpu_seconds, raise_open_files_limit, rss_bytes, thread_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,10 +32,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pinned(cpus: list[int] | None) -> Callable[[], None] | None:
-    if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
+def _starter(cpus: list[int] | None) -> Callable[[], None]:
+    """Run in each child before it executes: pin it, and let it open as many files as allowed."""
+
+    def start() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        raise_open_files_limit()
+
+    return start
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -54,9 +60,12 @@ def _wait(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str
         time.sleep(0.05)
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
+def _terminate(*processes: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to every process at once, then wait for each (killing it after 15 s)."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         process.send_signal(signal.SIGTERM)
+    for process in running:
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
@@ -89,7 +98,7 @@ class RedisProcess:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_pinned(cpus),
+            preexec_fn=_starter(cpus),
         )
         _wait(self._answers, self.process, "redis-server")
 
@@ -110,7 +119,8 @@ class RedisProcess:
             return False
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid)
+        """Its CPU time so far, to the nanosecond: Redis uses little, ticks are too coarse."""
+        return thread_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         _terminate(self.process)
@@ -126,12 +136,19 @@ class ServerKind:
     dialect: str
     ws_path: str
     module: list[str]
+    """``python -m`` arguments; empty for the Node peer."""
     env: dict[str, str] = field(default_factory=dict)
     redis_env: str | None = None
     """Environment variable carrying the Redis URL; None: passed as ``--redis-url``."""
+    runtime: str = "python"
+    """``python`` (``module`` is run with this interpreter) or ``node`` (bench/servers/node)."""
 
     def command(self, port: int, redis_url: str) -> list[str]:
-        args = [sys.executable, "-m", *self.module, "--port", str(port)]
+        if self.runtime == "node":
+            program = [nodejs.node_binary(), str(nodejs.SERVER)]
+        else:
+            program = [sys.executable, "-m", *self.module]
+        args = [*program, "--port", str(port)]
         if self.redis_env is None:
             args += ["--redis-url", redis_url]
         return args
@@ -162,8 +179,10 @@ KINDS: dict[str, ServerKind] = {
             ws_path="/ws",
             module=["gateway", "serve", "--log-level", "warning"],
             # The bench's publishers send thousands of commands per second on one
-            # connection; the per-connection command rate limit would refuse them.
-            env={"GATEWAY_RATE": "1000000"},
+            # connection; the per-connection command rate limit would refuse them. A
+            # replica stopped between workloads closes its last clients at once rather
+            # than spreading them over the default 10 s drain.
+            env={"GATEWAY_RATE": "1000000", "GATEWAY_DRAIN_SECONDS": "0"},
             redis_env="GATEWAY_REDIS_URL",
         ),
         ServerKind(
@@ -172,6 +191,14 @@ KINDS: dict[str, ServerKind] = {
             dialect="socketio",
             ws_path="/socket.io/?EIO=4&transport=websocket",
             module=["bench.servers.sio"],
+        ),
+        ServerKind(
+            name="node",
+            label="Node socket.io + @socket.io/redis-adapter",
+            dialect="socketio",
+            ws_path="/socket.io/?EIO=4&transport=websocket",
+            module=[],
+            runtime="node",
         ),
     )
 }
@@ -192,7 +219,7 @@ class ServerProcess:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_pinned(cpus),
+                preexec_fn=_starter(cpus),
             )
 
     @property
@@ -251,8 +278,15 @@ class ServerGroup:
     def urls(self) -> list[str]:
         return [replica.ws_url for replica in self.replicas]
 
+    @property
+    def pids(self) -> list[int]:
+        return [replica.pid for replica in self.replicas]
+
     def cpu_seconds(self) -> float:
-        return sum(cpu_seconds(replica.pid) for replica in self.replicas)
+        return sum(self.cpu_by_replica())
+
+    def cpu_by_replica(self) -> list[float]:
+        return [cpu_seconds(replica.pid) for replica in self.replicas]
 
     def rss_bytes(self) -> list[int]:
         return [rss_bytes(replica.pid) for replica in self.replicas]
@@ -267,5 +301,6 @@ class ServerGroup:
                 )
 
     def stop(self) -> None:
+        _terminate(*(replica.process for replica in self.replicas))
         for replica in self.replicas:
             replica.stop()

@@ -7,9 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.limits import BUSY
+
 REFERENCE = "bare"
 SUBJECT = "gateway"
 PEER = "socketio"
+PEERS = ("socketio", "node")
+"""The other servers the gateway is compared with directly (a ratio column each)."""
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,12 @@ class Metric:
     label: str
     fmt: str
     better: str | None
-    """``higher`` or ``lower``; None for counts that get no ratio (loss)."""
+    """``higher`` or ``lower``; None for counts that get no ratio and are bold when not zero
+    (loss); ``text`` for words (no ratio, never bold)."""
+
+    @property
+    def ratios(self) -> bool:
+        return self.better in ("higher", "lower")
 
     def of(self, server: dict[str, Any]) -> Any:
         value: Any = server.get("results", {}).get(self.workload)
@@ -51,8 +60,37 @@ METRICS = (
         "{:.2f}",
         "lower",
     ),
+    Metric(
+        "saturation",
+        "loadgen_cpu_us_per_delivery",
+        "saturation: load generator CPU µs/delivery",
+        "{:.2f}",
+        "text",
+    ),
     Metric("saturation", "latency_ms.p99", "saturation: p99 latency, ms", "{:.1f}", "lower"),
     Metric("saturation", "lost", "saturation: lost deliveries", "{:,}", None),
+    Metric("saturation", "limited_by", "saturation: limited by", "{}", "text"),
+    Metric(
+        "saturation",
+        "server_cpu_share",
+        "saturation: servers' share of their CPU",
+        "{:.0%}",
+        "text",
+    ),
+    Metric(
+        "saturation",
+        "loadgen_level",
+        "saturation: load generator's share of the CPU it could use",
+        "{:.0%}",
+        "text",
+    ),
+    Metric(
+        "saturation",
+        "loadgen_spilled",
+        "saturation: load generator spilled onto the servers' idle CPU",
+        "{}",
+        "text",
+    ),
     Metric(
         "rooms", "deliveries_per_s", "many rooms: deliveries/s (fixed rate)", "{:,.0f}", "higher"
     ),
@@ -78,6 +116,63 @@ METRICS = (
         "connect: connections/s until subscribed",
         "{:,.0f}",
         "higher",
+    ),
+    Metric(
+        "connections",
+        "connect_seconds",
+        "connections on one replica: seconds to connect them all",
+        "{:.1f}",
+        "lower",
+    ),
+    Metric(
+        "connections",
+        "failed_connections",
+        "connections on one replica: failed to connect",
+        "{:,}",
+        None,
+    ),
+    Metric(
+        "connections",
+        "kib_per_connection",
+        "connections on one replica: KiB (RSS) per connection",
+        "{:.1f}",
+        "lower",
+    ),
+    Metric(
+        "connections",
+        "latency_ms.p50",
+        "connections on one replica: fan-out p50 latency, ms",
+        "{:.1f}",
+        "lower",
+    ),
+    Metric(
+        "connections",
+        "latency_ms.p99",
+        "connections on one replica: fan-out p99 latency, ms",
+        "{:.1f}",
+        "lower",
+    ),
+    Metric(
+        "connections",
+        "server_cpu_us_per_delivery",
+        "connections on one replica: server CPU µs/delivery",
+        "{:.2f}",
+        "lower",
+    ),
+    Metric("connections", "lost", "connections on one replica: lost deliveries", "{:,}", None),
+    Metric(
+        "connections",
+        "readyz_ms.p99",
+        "connections on one replica: /readyz p99 under load, ms",
+        "{:.1f}",
+        "lower",
+    ),
+    Metric(
+        "connections",
+        "readyz_ms.failed",
+        "connections on one replica: /readyz failures",
+        "{:,}",
+        None,
     ),
 )
 METRIC = {(metric.workload, metric.path): metric for metric in METRICS}
@@ -128,16 +223,18 @@ def ratio(servers: dict[str, Any], metric: Metric, subject: str, other: str) -> 
 
 
 def comparisons(servers: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every metric with a direction, as ratios to the bare reference and to socketio."""
+    """Every metric with a direction, as ratios to the bare reference and of the gateway to
+    each peer."""
     rows = []
     for metric in METRICS:
-        if metric.better is None:
+        if not metric.ratios:
             continue
         row: dict[str, Any] = {"workload": metric.workload, "metric": metric.path}
         for name in servers:
             if name != REFERENCE:
                 row[f"{name}_over_{REFERENCE}"] = ratio(servers, metric, name, REFERENCE)
-        row[f"{SUBJECT}_over_{PEER}"] = ratio(servers, metric, SUBJECT, PEER)
+        for peer in PEERS:
+            row[f"{SUBJECT}_over_{peer}"] = ratio(servers, metric, SUBJECT, peer)
         rows.append(row)
     return rows
 
@@ -180,8 +277,9 @@ def markdown(results: dict[str, Any]) -> str:
         )
     lines.append("")
     ratio_columns = [(name, REFERENCE) for name in measured if name != REFERENCE]
-    if SUBJECT in measured and PEER in measured:
-        ratio_columns.append((SUBJECT, PEER))
+    if REFERENCE not in measured:
+        ratio_columns = []
+    ratio_columns += [(SUBJECT, peer) for peer in PEERS if {SUBJECT, peer} <= set(measured)]
     header = ["metric", *measured, *(f"{a} ÷ {b}" for a, b in ratio_columns)]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for metric in METRICS:
@@ -190,9 +288,10 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         cells = [metric.label, *(_format(metric, value) for value in values)]
         for subject, other in ratio_columns:
-            value = ratio(servers, metric, subject, other) if metric.better else None
+            value = ratio(servers, metric, subject, other) if metric.ratios else None
             cells.append(f"{value:.2f}×" if value is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += scale_lines(results)
     checks = results.get("targets", [])
     if any(check["ratio"] is not None for check in checks):
         lines += ["", "Targets for the gateway (ratios in this run):", ""]
@@ -212,10 +311,112 @@ def markdown(results: dict[str, Any]) -> str:
 def _format(metric: Metric, value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     text = metric.fmt.format(value)
     if metric.better is None and value:
         return f"**{text}**"
     return text
+
+
+def scale_lines(results: dict[str, Any]) -> list[str]:
+    """The scale workload: a row per server and size, then what the sizes show."""
+    scaled = {
+        name: server["results"]["scale"]
+        for name, server in results["servers"].items()
+        if "scale" in server.get("results", {})
+    }
+    if not scaled:
+        return []
+    shape = next(iter(scaled.values()))
+    lines = [
+        "",
+        f"Scale: replicas on one Redis, at saturation ({shape['subscribers']:,} subscribers over "
+        f"{shape['channels']} channels, {shape['subscribers_per_channel']:,} per publication; "
+        f"{shape['publishing_seconds']:g} s per size):",
+        "",
+        "| server | replicas | deliveries/s | × first size | server CPU µs/delivery | "
+        "deliveries per replica-CPU-s (each replica) | servers' CPU | Redis µs/publication | "
+        "Redis CPU | Redis's core full at | server CPUs to get there | limit |",
+        "|" + "---|" * 12,
+    ]
+    for name, scale in scaled.items():
+        for size, part in scale["sizes"].items():
+            each = ", ".join(f"{value:,}" for value in part.get("replica_deliveries_per_cpu_s", []))
+            full = part.get("redis_full_publications_per_s")
+            full_text = (
+                f"{full:,.0f} publications/s ({part['redis_full_deliveries_per_s']:,.0f} "
+                "deliveries/s)"
+                if full
+                else "-"
+            )
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name,
+                        size,
+                        f"{part['deliveries_per_s']:,.0f}",
+                        _maybe("{:.2f}×", part.get("speedup")),
+                        _maybe("{:.2f}", part.get("server_cpu_us_per_delivery")),
+                        _maybe("{:,.0f}", part.get("deliveries_per_replica_cpu_s"))
+                        + (f" ({each})" if each else ""),
+                        f"{part['server_cpu_share']:.0%}",
+                        _maybe("{:.1f}", part.get("redis_cpu_us_per_publication")),
+                        f"{part['redis_cpu_share']:.0%}",
+                        full_text,
+                        _maybe("{:.1f}", part.get("redis_full_server_cpus")),
+                        part.get("limited_by", "-"),
+                    ]
+                )
+                + " |"
+            )
+    lines += ["", *_scale_reading(scaled)]
+    return lines
+
+
+def _scale_reading(scaled: dict[str, Any]) -> list[str]:
+    """What the sizes show, in words: whether growth could be linear, where Redis binds."""
+    notes = []
+    shape = next(iter(scaled.values()))
+    largest = max(int(size) for size in shape["sizes"])
+    if not shape["can_grow_linearly"]:
+        notes.append(
+            f"The servers have {_cpus(shape['server_cpus'])} here, fewer than the "
+            f"{largest} replicas of the largest size: deliveries/s cannot grow linearly with "
+            "replicas on this machine. What the sizes show is what each added replica costs "
+            "(every replica receives every publication for the channels its clients "
+            "subscribe to) and how Redis's cost per publication grows with the replicas it "
+            "writes each publication to."
+        )
+    for name, scale in scaled.items():
+        part = scale["sizes"][str(largest)] if str(largest) in scale["sizes"] else None
+        if not part or not part.get("redis_full_server_cpus"):
+            continue
+        notes.append(
+            f"{name}: at {largest} replicas Redis used "
+            f"{part['redis_cpu_us_per_publication']:.1f} µs per publication, so its one core "
+            f"is full at about {part['redis_full_publications_per_s']:,.0f} publications/s "
+            f"({part['redis_full_deliveries_per_s']:,.0f} deliveries/s at "
+            f"{scale['subscribers_per_channel']:,} subscribers per publication); at "
+            f"{part['server_cpu_us_per_delivery']:.2f} µs of server CPU per delivery, replicas "
+            f"with about {part['redis_full_server_cpus']:.1f} CPUs in all would get there. "
+            "Below that the replicas' CPU is the limit and adding replicas on their own CPUs "
+            "adds throughput; beyond it Redis is the bottleneck (a projection from this run's "
+            "per-publication and per-delivery costs, not a measurement; at this run's "
+            f"{part['publications_per_s']:,.0f} publications/s each one wakes Redis nearly "
+            "alone, so its cost per publication is an upper bound of what it is near its "
+            "ceiling, where commands arrive pipelined)."
+        )
+    return notes
+
+
+def _cpus(count: int) -> str:
+    return "1 CPU" if count == 1 else f"{count} CPUs"
+
+
+def _maybe(fmt: str, value: Any) -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 def _machine_lines(results: dict[str, Any]) -> list[str]:
@@ -241,10 +442,12 @@ def _machine_lines(results: dict[str, Any]) -> list[str]:
 def _method_lines(results: dict[str, Any]) -> list[str]:
     profile = results["profile"]
     idle = profile["rooms"] * profile["room_subscribers"]
-    return [
+    processes = results.get("loadgen_processes") or profile["loadgen_processes"]
+    workloads = set(results.get("workloads", []))
+    text = (
         "How: every server runs as "
         f"{profile['replicas']} processes relaying through one redis-server; "
-        f"{profile['loadgen_processes']} picows load-generator processes. "
+        f"{processes} picows load-generator processes. "
         f"Fan-out: {profile['fanout_subscribers']:,} subscribers of one channel spread over "
         f"the replicas, {profile['fanout_rate']:g} publications/s for "
         f"{profile['fanout_seconds']:g} s. Saturation: the same subscribers, "
@@ -254,9 +457,32 @@ def _method_lines(results: dict[str, Any]) -> list[str]:
         f"{profile['room_subscribers']} subscribers, {profile['room_rate']:g} publications/s "
         f"round-robin for {profile['room_seconds']:g} s. Memory: RSS growth of the server "
         f"processes per idle subscribed connection at {idle:,} connections (the many-rooms "
-        "subscribers, before publishing). Latency: from the "
-        "publisher's send time to arrival at the subscriber (one monotonic clock). Server CPU: "
-        "user + system time of the server processes over the run, per delivery. "
-        "Ratios: the server in the column header divided by the other; lower is better for "
-        "latency, CPU and memory.",
-    ]
+        "subscribers, before publishing). "
+    )
+    if "connections" in workloads:
+        text += (
+            f"Connections: {profile['connections']:,} subscribers of one channel on ONE fresh "
+            "replica: the time to connect and subscribe them all, the replica's RSS growth per "
+            f"connection, then {profile['connections_rate']:g} publications/s for "
+            f"{profile['connections_seconds']:g} s to all of them while GET /readyz is probed "
+            f"every {profile['readyz_interval']:g} s on a fresh connection. "
+        )
+    if "scale" in workloads:
+        sizes = ", ".join(str(size) for size in profile["scale_sizes"])
+        text += (
+            f"Scale ({', '.join(results.get('scale_servers', [])) or 'none'}): {sizes} fresh "
+            f"replicas on the same redis-server, {profile['scale_subscribers']:,} subscribers "
+            f"over {profile['scale_channels']} channels and the replicas, "
+            f"{profile['scale_publishers']} publishers in all (spread over the replicas) each "
+            f"keeping {profile['saturation_window']} publications in flight for "
+            f"{profile['scale_seconds']:g} s; Redis CPU from /proc of redis-server. "
+        )
+    text += (
+        "Latency: from the publisher's send time to arrival at the subscriber (one monotonic "
+        "clock). Server CPU: user + system time of the server processes over the run, per "
+        "delivery. Limited by: the servers, or the load generator when its busiest process "
+        f"used {BUSY:.0%} of a core or more (or all its processes that much of the CPU they "
+        "could use) while the servers were less busy. Ratios: the server in the column "
+        "header divided by the other; lower is better for latency, CPU and memory."
+    )
+    return [text]

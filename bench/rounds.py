@@ -11,7 +11,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-WORST = frozenset({"lost", "unexpected", "errors", "dropped_connections", "failed"})
+WORST = frozenset(
+    {"lost", "unexpected", "errors", "dropped_connections", "failed", "failed_connections"}
+)
 
 
 def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from bench.loadgen.dialects import DIALECTS, STAMP, Dialect
+from bench.system import raise_open_files_limit
 
 HISTOGRAM_STEPS = 64
 """Latency buckets per factor e (about 1.6 % wide): bucket = int(ln(ns) * steps)."""
@@ -31,6 +32,9 @@ TIMELINE_NS = 100_000_000
 """Width of one timeline bucket: deliveries are also counted per 100 ms."""
 PAD = b"x" * 64
 """Filler in each publication's data, so a message is about the size of a chat line."""
+TEXT = WSMsgType.TEXT
+CLOSE = WSMsgType.CLOSE
+find_stamps = STAMP.findall
 
 
 class Deliveries:
@@ -52,6 +56,9 @@ class Deliveries:
     )
 
     def __init__(self, t0: int = 0) -> None:
+        self.reset(t0)
+
+    def reset(self, t0: int) -> None:
         self.t0 = t0
         self.received = 0
         self.last_ns = 0
@@ -92,12 +99,21 @@ class Deliveries:
 
 
 class Peer(WSListener):  # type: ignore[misc]
-    """One client connection: a subscriber (``channel`` set) or a publisher."""
+    """One client connection: a subscriber (``channel`` set) or a publisher.
 
-    def __init__(self, worker: Worker, dialect: Dialect, channel: str | None) -> None:
+    ``replica`` is the index of the server URL it connected to; ``received`` counts the
+    publications it received since the last reset, so deliveries can be told per replica.
+    """
+
+    def __init__(
+        self, worker: Worker, dialect: Dialect, channel: str | None, replica: int = 0
+    ) -> None:
         self.worker = worker
         self.dialect = dialect
         self.channel = channel
+        self.replica = replica
+        self.received = 0
+        self.record = worker.deliveries.record
         self.transport: WSTransport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closing = False
@@ -109,14 +125,15 @@ class Peer(WSListener):  # type: ignore[misc]
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
-        if kind == WSMsgType.TEXT:
+        if kind == TEXT:
             payload = frame.get_payload_as_bytes()
-            stamps = STAMP.findall(payload)
+            stamps = find_stamps(payload)
             if stamps:
-                self.worker.deliveries.record(stamps)
+                self.record(stamps)
+                self.received += len(stamps)
             else:
                 self.dialect.control(self, payload)
-        elif kind == WSMsgType.CLOSE:
+        elif kind == CLOSE:
             self.worker.close_codes[int(frame.get_close_code())] += 1
             transport.send_close(frame.get_close_code())
             transport.disconnect()
@@ -227,18 +244,18 @@ class Worker:
 
         async def one(index: int) -> None:
             channel = channels[index % len(channels)]
-            url = urls[(index // len(channels)) % len(urls)]
+            replica = (index // len(channels)) % len(urls)
             async with gate:
+                peer = Peer(self, chosen, channel, replica)
                 try:
-                    _, peer = await ws_connect(
-                        lambda: Peer(self, chosen, channel),
-                        url,
-                        websocket_handshake_timeout=ready_within,
+                    await ws_connect(
+                        lambda: peer, urls[replica], websocket_handshake_timeout=ready_within
                     )
-                    self.subscribers.append(peer)
                     await asyncio.wait_for(peer.ready, ready_within)
+                    self.subscribers.append(peer)
                 except Exception as exc:
                     failures.append(repr(exc))
+                    peer.close()
 
         started = time.monotonic_ns()
         await asyncio.gather(*(one(first + offset) for offset in range(count)))
@@ -259,7 +276,9 @@ class Worker:
         return {"publishers": len(self.publishers)}
 
     async def reset(self, *, t0: int) -> dict[str, Any]:
-        self.deliveries = Deliveries(t0)
+        self.deliveries.reset(t0)
+        for peer in self.subscribers:
+            peer.received = 0
         self.acked = self.errors = self.dropped = 0
         self.first_error = None
         self.close_codes.clear()
@@ -270,8 +289,12 @@ class Worker:
         return {**self.deliveries.progress(), "acked": self.acked, "errors": self.errors}
 
     async def stats(self) -> dict[str, Any]:
+        by_replica: Counter[int] = Counter()
+        for peer in self.subscribers:
+            by_replica[peer.replica] += peer.received
         return {
             **self.deliveries.snapshot(),
+            "by_replica": dict(by_replica),
             "acked": self.acked,
             "errors": self.errors,
             "first_error": self.first_error,
@@ -379,6 +402,7 @@ def main(pipe: Connection, cpus: list[int] | None) -> None:
     """Entry point of a load-generator process (started by `bench.loadgen.pool`)."""
     if cpus:
         os.sched_setaffinity(0, cpus)
+    raise_open_files_limit()
     try:
         import uvloop
     except ImportError:
