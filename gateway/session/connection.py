@@ -1,4 +1,4 @@
-"""One client's WebSocket: the only place that reads from a socket.
+"""One client connection: the only place that reads what a client sends.
 
 `Connection` owns the read loop, the outbox and the close sequence. What a frame *means* is
 up to its dialect, a subclass that fills in the dialect interface: `opened` (after the
@@ -20,11 +20,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
-
-from starlette.websockets import WebSocket
+from typing import Any, ClassVar, Protocol
 
 from gateway.core.frames import Encoding, Outgoing
 from gateway.core.history import HistoryPolicy
@@ -63,6 +61,19 @@ def new_client_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+class Inbound(Protocol):
+    """Where a connection's frames come from: the handshake's query and the ASGI events of
+    the socket (Starlette's ``WebSocket`` is one; a transport that is not a WebSocket brings
+    its own, beside its `Sink`)."""
+
+    @property
+    def query_params(self) -> Mapping[str, str]: ...
+
+    async def receive(self) -> Mapping[str, Any]:
+        """The next ``websocket.receive`` event, or the ``websocket.disconnect`` that ends it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SessionContext:
     """What every connection of one replica shares: the services it calls and the limits it
@@ -87,8 +98,8 @@ class Connection:
         "__weakref__",
         "_closer",
         "_closing",
+        "_inbound",
         "_sink",
-        "_websocket",
         "channels",
         "context",
         "deliver",
@@ -104,7 +115,7 @@ class Connection:
     """How this dialect shows a publication; None: as the pubsub.v1 `message` frame."""
 
     def __init__(
-        self, context: SessionContext, websocket: WebSocket, sink: Sink, principal: Principal
+        self, context: SessionContext, inbound: Inbound, sink: Sink, principal: Principal
     ) -> None:
         self.context = context
         self.id = new_client_id()
@@ -124,7 +135,7 @@ class Connection:
             self.outbox.offer if encoding is None else self._encoder(encoding)
         )
         """The hot path: take one publication without waiting; False when the queue is full."""
-        self._websocket = websocket
+        self._inbound = inbound
         self._sink = sink
         self._closing: Disconnect | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -238,7 +249,7 @@ class Connection:
             await self.opened()
             max_bytes = self.context.settings.max_message_bytes
             while True:
-                event = await self._websocket.receive()
+                event = await self._inbound.receive()
                 if event["type"] != "websocket.receive":
                     if self._closing is None:
                         stats.closes[int(event.get("code", 1005))] += 1

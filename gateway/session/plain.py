@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket
 
 from gateway.core.frames import Outgoing
 from gateway.core.outbox import Sink
 from gateway.security.auth import Principal
 from gateway.services.namespaces import history_policy
-from gateway.session.connection import Connection, SessionContext
+from gateway.session.connection import Connection, Inbound, SessionContext
 from gateway.wire.errors import UNSUPPORTED_DATA
 
 
@@ -43,16 +42,16 @@ class PlainTextConnection(Connection):
     def __init__(
         self,
         context: SessionContext,
-        websocket: WebSocket,
+        inbound: Inbound,
         sink: Sink,
         principal: Principal,
         channel: str,
     ) -> None:
-        super().__init__(context, websocket, sink, principal)
+        super().__init__(context, inbound, sink, principal)
         self._channel = channel
 
     async def opened(self) -> None:
-        if not self.guard.open(self._websocket.query_params.get("token"), connect_op=False):
+        if not self.guard.open(self._inbound.query_params.get("token"), connect_op=False):
             return
         options = self.context.channels.namespaces.of(self._channel)
         self.guard.check_subscribe(self._channel, options, None)

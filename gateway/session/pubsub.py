@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from starlette.websockets import WebSocket
-
 from gateway.core.outbox import Sink
 from gateway.security.auth import Principal
 from gateway.session.commands import Commands, published
-from gateway.session.connection import Connection, SessionContext
+from gateway.session.connection import Connection, Inbound, SessionContext
 from gateway.wire import protocol
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.protocol import Publish, StreamPosition
@@ -30,11 +28,11 @@ class ProtocolConnection(Connection):
         self,
         context: SessionContext,
         commands: Commands,
-        websocket: WebSocket,
+        inbound: Inbound,
         sink: Sink,
         principal: Principal,
     ) -> None:
-        super().__init__(context, websocket, sink, principal)
+        super().__init__(context, inbound, sink, principal)
         self._commands = commands
         self._pending: list[bytes | tuple[Publish, asyncio.Future[StreamPosition | None]]] | None
         self._pending = None
@@ -48,7 +46,7 @@ class ProtocolConnection(Connection):
             super().send(payload)
 
     async def opened(self) -> None:
-        if self.guard.open(self._websocket.query_params.get("token"), connect_op=True):
+        if self.guard.open(self._inbound.query_params.get("token"), connect_op=True):
             self._commands.welcome(self)
 
     async def on_text(self, text: str) -> None:
