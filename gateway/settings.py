@@ -33,8 +33,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from gateway.channels import DEFAULT_NAMESPACE, namespace_of
 from gateway.redaction import redact_url
+from gateway.wire.channels import DEFAULT_NAMESPACE, namespace_of
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from gateway.outbox import MAX_BATCH_BYTES, LoopPasses, Outbox, Outgoing, text_frame
+from gateway.core.frames import Outgoing, text_frame
+from gateway.core.outbox import MAX_BATCH_BYTES, Outbox
+from gateway.core.passes import LoopPasses
 
 
 class FakeSink:
