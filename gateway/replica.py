@@ -115,6 +115,7 @@ class Replica:
         )
         self.serve_protocol = self.endpoints.serve_protocol
         self.serve_plain_text = self.endpoints.serve_plain_text
+        self.serve_centrifugo = self.endpoints.serve_centrifugo
         self.draining = False
         self._running = False
 

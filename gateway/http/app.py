@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
+    app.router.add_websocket_route("/connection/websocket", replica.serve_centrifugo)
     app.include_router(
         api_router(
             replica.settings.api_key,
