@@ -568,8 +568,11 @@ class CentrifugoConnection(Connection):
         since: StreamPosition,
         joined: StreamPosition,
     ) -> list[Publication] | None:
-        """The publications after ``since``, or None when history cannot cover them all."""
-        if since.epoch != joined.epoch or since.offset > joined.offset:
+        """The publications after ``since``, or None when history cannot cover them all.
+        An empty epoch is any epoch (a position of zero: everything history holds)."""
+        if since.epoch and since.epoch != joined.epoch:
+            return None
+        if since.offset > joined.offset:
             return None
         if since.offset == joined.offset:
             return []
@@ -584,7 +587,7 @@ class CentrifugoConnection(Connection):
         messages = found.messages
         if (
             found.more
-            or found.position.epoch != since.epoch
+            or found.position.epoch != joined.epoch
             or not messages
             or messages[0][0] != since.offset + 1
             or messages[-1][0] < joined.offset
