@@ -4,7 +4,8 @@ The fan-out path calls `Outbox.offer`, which never awaits: a frame goes straight
 socket when nothing is queued and the transport is not paused; otherwise it joins a queue
 bounded in messages and in bytes, which a writer task, started only while there is a
 backlog, drains as NDJSON frames (or frame by frame, for clients that take one message a
-frame; or, for a binary dialect, as binary frames of concatenated messages). Only queued frames are counted: the direct path costs nothing more.
+frame; or, for a binary dialect, as binary frames of concatenated messages). Only queued
+frames are counted: the direct path costs nothing more.
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ class Outbox:
     async def _drain(self) -> None:
         try:
             while self._queue and not self._closed:
-                await self._sink.send(self._take_batch(), self._binary)
+                batch = self._take_batch()
+                await (self._sink.send(batch, True) if self._binary else self._sink.send(batch))
                 if self._room is not None and not self.crowded:
                     self._wake_room()
         except Exception:  # the socket is gone: nothing more can be written

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from google.protobuf.message import Message
@@ -48,6 +48,7 @@ from gateway.session.centrifugo_encoding import (
     delta_data,
     event_of,
 )
+from gateway.session.centrifugo_history import PositionLost, read_history
 from gateway.session.connection import Connection, Inbound, SessionContext
 from gateway.settings import NamespaceOptions
 from gateway.version import __version__
@@ -62,6 +63,7 @@ from gateway.wire.centrifugo.codes import (
     STATE_LOST,
     TEMPORARY,
     TOO_MANY_CHANNELS,
+    CentrifugoClose,
     CentrifugoError,
     close_for,
 )
@@ -77,6 +79,7 @@ from gateway.wire.centrifugo.protocol_pb2 import (
 from gateway.wire.channels import CONTROL_CHANNEL, MAX_CHANNEL_LENGTH, is_valid_channel
 from gateway.wire.errors import (
     CONNECT_TIMEOUT,
+    DISCONNECTED_BY_SERVER,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
     Disconnect,
@@ -92,6 +95,9 @@ MAX_COMMANDS_PER_FRAME = 256
 REJECT_UNRECOVERED = 2
 """``flag`` bit of a subscribe: answer an unrecoverable position with error 112."""
 USER_BOUNDARY = "#"
+SERVER_UNSUBSCRIBE = 2000
+"""Code of an ``unsubscribe`` push for a server-side unsubscribe (the SDK does not
+resubscribe)."""
 METHODS = (
     "connect",
     "subscribe",
@@ -239,8 +245,10 @@ class CentrifugoConnection(Connection):
 
     __slots__ = (
         "_connect_timer",
+        "_farewell",
         "_heard",
         "_ping_timer",
+        "_tasks",
         "deltas",
         "wire",
     )
@@ -260,6 +268,8 @@ class CentrifugoConnection(Connection):
         self._connect_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._heard = True
+        self._farewell: CentrifugoClose | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.guard.connected = False
 
     # The dialect interface
@@ -283,13 +293,60 @@ class CentrifugoConnection(Connection):
         await self._run_frame(data)
 
     def farewell(self, reason: Disconnect) -> tuple[bytes, int, str]:
-        close = close_for(reason)
+        close = self._farewell or close_for(reason)
         return b"", close.code, close.reason
 
     def close(self, reason: Disconnect) -> None:
         if not self.closing:
             self._stop_timers()
+            for task in self._tasks:
+                task.cancel()
         super().close(reason)
+
+    # What the server API asks of a connection (through the control channel)
+
+    def disconnect_with(self, close: CentrifugoClose) -> None:
+        """Close with a code and reason of the server API's choosing."""
+        if not self.closing:
+            self._farewell = close
+        self.close(DISCONNECTED_BY_SERVER)
+
+    def server_subscribe(self, channel: str) -> None:
+        """Subscribe the connection to ``channel`` now (a ``subscribe`` push tells it)."""
+        if self.closing or not self.guard.connected or channel in self.channels:
+            return
+        task = asyncio.get_running_loop().create_task(self._server_subscribe(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def server_unsubscribe(self, channel: str) -> None:
+        """Unsubscribe the connection from ``channel`` (an ``unsubscribe`` push, code 2000)."""
+        if channel not in self.channels:
+            return
+        self.unsubscribe(channel)
+        reply = Reply()
+        reply.push.channel = channel
+        reply.push.unsubscribe.code = SERVER_UNSUBSCRIBE
+        reply.push.unsubscribe.reason = "server unsubscribe"
+        self._send_reply(reply)
+
+    async def _server_subscribe(self, channel: str) -> None:
+        try:
+            made = await self._join(channel, SubscribeRequest(channel=channel), server_side=True)
+        except (GatewayError, ReplyError) as error:
+            log.info("centrifugo.server_side_failed channel=%s reason=%s", channel, error)
+            return
+        if made is None:
+            return
+        reply = Reply()
+        reply.push.channel = channel
+        pushed = reply.push.subscribe
+        pushed.SetInParent()
+        result = made.result
+        pushed.recoverable, pushed.positioned = result.recoverable, result.positioned
+        pushed.epoch, pushed.offset = result.epoch, result.offset
+        self._send_reply(reply)
+        await self._go_live(made)
 
     def send_error(self, error: GatewayError) -> None:
         self.context.stats.errors[error.code.value] += 1
@@ -524,8 +581,7 @@ class CentrifugoConnection(Connection):
         subscription = Subscription(
             self,
             channel,
-            join_leave=options.join_leave
-            and (request.join_leave or options.force_push_join_leave),
+            join_leave=options.join_leave and (request.join_leave or options.force_push_join_leave),
             tags_filter=tags_filter,
             delta=self.deltas.hold(channel) if delta else None,
         )
@@ -656,31 +712,18 @@ class CentrifugoConnection(Connection):
             if request.HasField("since")
             else None
         )
-        limit = policy.size if request.limit < 0 else min(request.limit, policy.size)
-        reader = self.context.channels.history_reader
-        reply_bytes = self.context.settings.history_reply_bytes
-        head = await reader.read(channel, policy, after=None, count=0, max_bytes=reply_bytes)
-        top = head.position
-        if since is not None and (since.epoch != top.epoch or since.offset > top.offset):
-            raise ReplyError(CentrifugoError.UNRECOVERABLE_POSITION)
-        messages: list[tuple[int, bytes]] = []
-        if limit > 0:
-            if not request.reverse:
-                after = since.offset if since is not None else 0
-                found = await reader.read(
-                    channel, policy, after=after, count=limit, max_bytes=reply_bytes
-                )
-            else:
-                before = since.offset if since is not None else top.offset + 1
-                after = max(0, before - 1 - limit)
-                found = await reader.read(
-                    channel, policy, after=after, count=before - 1 - after, max_bytes=reply_bytes
-                )
-            messages = [item for item in found.messages if since is None or item[0] != since.offset]
-            top = found.position
-            if request.reverse:
-                messages = [item for item in messages if since is None or item[0] < since.offset]
-                messages.reverse()
+        try:
+            top, messages = await read_history(
+                self.context.channels.history_reader,
+                channel,
+                policy,
+                since=since,
+                limit=request.limit,
+                reverse=request.reverse,
+                max_bytes=self.context.settings.history_reply_bytes,
+            )
+        except PositionLost:
+            raise ReplyError(CentrifugoError.UNRECOVERABLE_POSITION) from None
         result = Reply(id=command_id)
         history = result.history
         history.epoch, history.offset = top.epoch, top.offset
@@ -767,7 +810,7 @@ class CentrifugoConnection(Connection):
         self.guard.check_read(channel, options, subscribed)
         return options
 
-    _handlers: dict[str, Callable[[CentrifugoConnection, int, Any], Awaitable[None]]] = {
+    _handlers: ClassVar[dict[str, Callable[[CentrifugoConnection, int, Any], Awaitable[None]]]] = {
         "connect": _connect,
         "subscribe": _subscribe,
         "unsubscribe": _unsubscribe,

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.wire.centrifugo.protocol_pb2 import ClientInfo, Publication, Push, Reply
+from gateway.wire.centrifugo.protocol_pb2 import ClientInfo, Publication, Reply
 
 PUB, JOIN, LEAVE = "pub", "join", "leave"
 
