@@ -35,13 +35,14 @@ from gateway.core.hub import Hub
 from gateway.services.channels import Channels
 from gateway.services.namespaces import history_policy
 from gateway.services.publisher import Publisher
+from gateway.session.centrifugo import ReplyError as ApiError
 from gateway.session.centrifugo import is_valid_centrifugo_channel
 from gateway.session.centrifugo_control import DISCONNECT, SUBSCRIBE, UNSUBSCRIBE
 from gateway.session.centrifugo_history import PositionLost, read_history
 from gateway.settings import NamespaceOptions
 from gateway.version import __version__
 from gateway.wire.centrifugo import pushes
-from gateway.wire.centrifugo.codes import ERROR_CODES, ERROR_MESSAGES, CentrifugoError
+from gateway.wire.centrifugo.codes import ERROR_CODES, CentrifugoError
 from gateway.wire.errors import GatewayError
 from gateway.wire.protocol import MAX_OFFSET, StreamPosition, check_tags
 
@@ -53,15 +54,6 @@ MAX_BROADCAST_CHANNELS = 1000
 MAX_IDEMPOTENCY_KEY = 64
 
 Params = dict[str, Any]
-
-
-class ApiError(Exception):
-    """A method refused with one of Centrifugo's error codes."""
-
-    def __init__(self, code: CentrifugoError, message: str | None = None) -> None:
-        super().__init__(message or ERROR_MESSAGES[code])
-        self.code = code
-        self.message = message or ERROR_MESSAGES[code]
 
 
 def _error(code: CentrifugoError | int, message: str) -> dict[str, Any]:
