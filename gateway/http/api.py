@@ -25,7 +25,7 @@ from gateway.services.channels import Channels
 from gateway.services.publisher import Publisher
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import ERRORS, GatewayError
-from gateway.wire.protocol import MAX_OFFSET, StreamPosition
+from gateway.wire.protocol import MAX_OFFSET, MAX_TAGS, StreamPosition
 
 T = TypeVar("T")
 
@@ -45,9 +45,16 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Tags = Annotated[
+    dict[str, str] | None,
+    Field(default=None, max_length=MAX_TAGS, description="Publication tags (string values)"),
+]
+
+
 class PublishRequest(_Request):
     channel: ChannelName
     data: JsonValue = Field(description="Any JSON value, null included")
+    tags: Tags = None
 
 
 class PublishResult(BaseModel):
@@ -57,6 +64,7 @@ class PublishResult(BaseModel):
 class BroadcastRequest(_Request):
     channels: list[ChannelName] = Field(min_length=1, max_length=MAX_BROADCAST_CHANNELS)
     data: JsonValue
+    tags: Tags = None
 
 
 class BroadcastResult(BaseModel):
@@ -182,14 +190,15 @@ def api_router(
     @router.post("/publish", response_model_exclude_none=True)
     async def publish(body: PublishRequest) -> PublishResult:
         """Publish `data` to a channel as the server: the message carries no `from`."""
-        offsets = await _answer(publisher.broadcast([body.channel], body.data))
+        offsets = await _answer(publisher.broadcast([body.channel], body.data, body.tags or None))
         return PublishResult(offset=offsets.get(body.channel))
 
     @router.post("/broadcast")
     async def broadcast(body: BroadcastRequest) -> BroadcastResult:
         """Publish the same `data` to several channels."""
         names = list(dict.fromkeys(body.channels))
-        return BroadcastResult(offsets=await _answer(publisher.broadcast(names, body.data)))
+        offsets = await _answer(publisher.broadcast(names, body.data, body.tags or None))
+        return BroadcastResult(offsets=offsets)
 
     @router.get("/presence/{channel:path}")
     async def presence(channel: Annotated[ChannelName, Path()]) -> PresenceResult:

@@ -63,10 +63,12 @@ class Publisher:
         *,
         sender: Sender | None = None,
         options: NamespaceOptions | None = None,
+        tags: dict[str, str] | None = None,
     ) -> StreamPosition | None:
         """Publish ``data`` to ``channel`` now, and wait until the broker took it; its
         position where the namespace keeps history, else None. ``options`` are the
-        channel's namespace options when the caller looked them up already.
+        channel's namespace options when the caller looked them up already; ``tags``
+        travel with the message (`protocol.message_head`).
 
         Raises:
             GatewayError: `unknown_namespace`; `bad_request` for data JSON cannot hold;
@@ -74,7 +76,7 @@ class Publisher:
                 not accept it.
         """
         options = options if options is not None else self._namespaces.of(channel)
-        head = self._head(channel, data, sender)
+        head = self._head(channel, data, sender, tags)
         started = time.perf_counter()
         position = await self._broker.publish(channel, head, history_policy(options))
         self._accepted(started)
@@ -87,6 +89,7 @@ class Publisher:
         *,
         sender: Sender | None = None,
         options: NamespaceOptions | None = None,
+        tags: dict[str, str] | None = None,
     ) -> asyncio.Future[StreamPosition | None]:
         """Check a publication now and queue it: publications queued in one event-loop pass
         travel to the broker together (pipelining). The future resolves as `publish`
@@ -96,12 +99,14 @@ class Publisher:
             GatewayError: as `publish`, except `unavailable`, which fails the future.
         """
         options = options if options is not None else self._namespaces.of(channel)
-        head = self._head(channel, data, sender)
+        head = self._head(channel, data, sender, tags)
         future = self._broker.publish_later(channel, head, history_policy(options))
         future.add_done_callback(functools.partial(self._settled, time.perf_counter()))
         return future
 
-    async def broadcast(self, channels: Iterable[str], data: Any) -> dict[str, int]:
+    async def broadcast(
+        self, channels: Iterable[str], data: Any, tags: dict[str, str] | None = None
+    ) -> dict[str, int]:
         """Publish ``data`` to each channel as the server; the offsets of those with history.
 
         Every channel's namespace is checked before anything is published.
@@ -111,7 +116,10 @@ class Publisher:
         """
         options = {channel: self._namespaces.of(channel) for channel in channels}
         positions = await asyncio.gather(
-            *(self.publish(channel, data, options=opts) for channel, opts in options.items())
+            *(
+                self.publish(channel, data, options=opts, tags=tags)
+                for channel, opts in options.items()
+            )
         )
         return {
             channel: position.offset
@@ -128,11 +136,15 @@ class Publisher:
         """
         await self._broker.publish(channel, event, None)
 
-    def _head(self, channel: str, data: Any, sender: Sender | None) -> bytes:
+    def _head(
+        self, channel: str, data: Any, sender: Sender | None, tags: dict[str, str] | None
+    ) -> bytes:
         if sender is None:
-            head = protocol.message_head(channel, data, None, None)
+            head = protocol.message_head(channel, data, None, None, tags=tags)
         else:
-            head = protocol.message_head(channel, data, sender.client, sender.user, sender.info)
+            head = protocol.message_head(
+                channel, data, sender.client, sender.user, sender.info, tags
+            )
         if len(head) + POSITION_BYTES > self._limit:
             raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {self._limit} bytes")
         return head

@@ -220,7 +220,7 @@ class Commands:
         options = self._namespaces.of(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
         position = await self._publisher.publish(
-            channel, command.data, sender=connection.sender, options=options
+            channel, command.data, sender=connection.sender, options=options, tags=command.tags
         )
         connection.send(published(command, position))
 
@@ -237,7 +237,7 @@ class Commands:
         options = self._namespaces.of(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
         return self._publisher.publish_later(
-            channel, command.data, sender=connection.sender, options=options
+            channel, command.data, sender=connection.sender, options=options, tags=command.tags
         )
 
     async def presence(self, connection: Connection, command: PresenceCommand) -> None:
@@ -268,5 +268,5 @@ class Commands:
 
     async def refresh(self, connection: Connection, command: Refresh) -> None:
         expires_at = connection.guard.refresh(command.token)
-        if expires_at is not None:
+        if not connection.closing:
             connection.send(protocol.reply("refreshed", command.id, exp=expires_at))

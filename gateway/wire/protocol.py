@@ -15,6 +15,8 @@ PROTOCOL_VERSION = 1
 SUBPROTOCOL = "pubsub.v1"
 MAX_ID_LENGTH = 64
 MAX_OFFSET = 2**63 - 1
+MAX_TAGS = 64
+"""Most tags one publication may carry (each key and value a string)."""
 """Offsets are non-negative integers below 2^63 (Redis stream ids and counters are 64-bit)."""
 
 CommandId: TypeAlias = int | str | None
@@ -53,6 +55,7 @@ class Publish:
     id: CommandId
     channel: str
     data: Any
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +196,26 @@ def _publish(obj: dict[str, Any], command_id: CommandId) -> Publish:
     channel = _channel(obj)
     if "data" not in obj:
         raise GatewayError(ErrorCode.BAD_REQUEST, "data is required")
-    return Publish(command_id, channel, obj["data"])
+    return Publish(command_id, channel, obj["data"], check_tags(obj.get("tags")))
+
+
+def check_tags(tags: object) -> dict[str, str] | None:
+    """A publication's ``tags``: an object of at most `MAX_TAGS` string values (None: none).
+
+    Raises:
+        GatewayError: `bad_request` for anything else.
+    """
+    if tags is None:
+        return None
+    if (
+        not isinstance(tags, dict)
+        or len(tags) > MAX_TAGS
+        or not all(isinstance(value, str) for value in tags.values())
+    ):
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, f"tags must be an object of at most {MAX_TAGS} string values"
+        )
+    return tags or None
 
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], CommandId], Command]] = {
@@ -270,12 +292,18 @@ def disconnect(reason: Disconnect) -> bytes:
 
 
 def message_head(
-    channel: str, data: Any, client: str | None, user: str | None, info: Any = None
+    channel: str,
+    data: Any,
+    client: str | None,
+    user: str | None,
+    info: Any = None,
+    tags: dict[str, str] | None = None,
 ) -> bytes:
     """A `message` frame without its closing brace, so offset and epoch can still be appended.
 
     ``client`` is None for publications of the server API, which carry no `from`; ``info``
-    (the publisher's presence info) goes into `from` when there is one.
+    (the publisher's presence info) goes into `from` when there is one. ``tags`` travel
+    as the frame's `tags` (after `from`), so history and recovery keep them.
 
     Raises:
         GatewayError: `bad_request` when ``data`` cannot be encoded (nested deeper than
@@ -287,6 +315,8 @@ def message_head(
         if info is not None:
             sender["info"] = info
         frame["from"] = sender
+    if tags:
+        frame["tags"] = tags
     try:
         return orjson.dumps(frame)[:-1]
     except orjson.JSONEncodeError as exc:
