@@ -15,9 +15,11 @@ test: install-test system-deps
 
 check: lint typecheck test
 
+# lint-imports checks the layering of gateway/ (the contracts in pyproject.toml).
 lint: install-test
 	$(BIN)/ruff check gateway tests bench client/python
 	$(BIN)/ruff format --check gateway tests bench client/python
+	$(BIN)/lint-imports
 
 typecheck: install-test
 	$(BIN)/mypy

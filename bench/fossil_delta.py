@@ -1,4 +1,4 @@
-"""Speed of gateway.centrifugo.fossil on 1 KiB, 10 KiB and 60 KiB JSON payloads.
+"""Speed of gateway.wire.centrifugo.fossil on 1 KiB, 10 KiB and 60 KiB JSON payloads.
 
     python -m bench.fossil_delta [--repeat N]
 
@@ -19,7 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from gateway.centrifugo import fossil
+from gateway.wire.centrifugo import fossil
 
 SIZES = {"1 KiB": 1024, "10 KiB": 10 * 1024, "60 KiB": 60 * 1024}
 

@@ -1,33 +1,41 @@
-"""One gateway replica at run time: its broker, hub, connections and readiness."""
+"""The composition root: one replica's services, built from its settings, started, stopped
+and drained.
+
+Everything is built here and handed what it uses, and nothing else reaches through the
+replica: the hub gets the broker's channel feed, the publisher its pub/sub, presence its
+store and the publisher, the sessions one `SessionContext`, the control channel and the
+registry their part of the broker and the connection registry. `Replica` keeps them as
+attributes for the application (`gateway.http.app`), the CLI and tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-import time
 
-from starlette.responses import PlainTextResponse
-from starlette.websockets import WebSocket
-
-from gateway.admission import Admission, client_address
-from gateway.auth import ANONYMOUS, Principal, anonymous
 from gateway.broker import Broker, create_broker
-from gateway.channels import is_valid_channel
-from gateway.commands import Commands, history_policy
-from gateway.connection import Connection, PlainTextConnection, ProtocolConnection
-from gateway.control import ControlPlane
-from gateway.errors import DRAIN, SHUTDOWN, ErrorCode, GatewayError
-from gateway.hub import Hub
-from gateway.metrics import Metrics, Stats
-from gateway.outbox import LoopPasses
-from gateway.presence import Presence
-from gateway.protocol import SUBPROTOCOL, StreamPosition
-from gateway.refusals import REFUSALS
-from gateway.security import Security
-from gateway.settings import NamespaceOptions, Settings
-from gateway.transport import sink_for
+from gateway.broker.base import BrokerRoutes
+from gateway.control.channel import ControlChannel
+from gateway.control.registry import NodeRegistry
+from gateway.core.hub import Hub
+from gateway.core.passes import LoopPasses
+from gateway.core.stats import Stats
+from gateway.ops.activity import NodeReport
+from gateway.ops.metrics import Metrics, MetricSources
+from gateway.security.guard import Security
+from gateway.security.origins import OriginPolicy
+from gateway.services.admission import Admission, HandshakePolicy
+from gateway.services.channels import Channels
+from gateway.services.connections import ConnectionRegistry
+from gateway.services.namespaces import Namespaces
+from gateway.services.presence import Presence
+from gateway.services.publisher import Publisher
+from gateway.session.centrifugo_control import ServerSideCommands
+from gateway.session.commands import Commands
+from gateway.session.connection import SessionContext
+from gateway.session.handshake import Endpoints
+from gateway.settings import Settings
+from gateway.wire.errors import DRAIN, SHUTDOWN
 
 log = logging.getLogger(__name__)
 
@@ -35,39 +43,91 @@ STOP_DEADLINE = 5.0
 """Seconds `Replica.stop` waits for connections to close before stopping the broker."""
 DRAIN_STEPS_PER_SECOND = 10
 """How finely a drain spreads its closes over the drain window."""
-POSITION_BYTES = 64
-"""Room kept for the offset and epoch a stored message gains."""
 
 
 class Replica:
     """Everything one replica owns; built by `create_app`, started and stopped by its lifespan."""
 
     def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
+        """Raises:
+        ConfigError: a key, an algorithm or an allowed origin in the settings is unusable.
+        """
         self.settings = settings
         self.broker = broker if broker is not None else create_broker(settings)
+        self.stats = Stats()
+        self.metrics = Metrics()
+        self.connections = ConnectionRegistry()
         self.security = Security(settings)
         self.admission = Admission(settings)
-        self.stats = Stats()
-        self.loop_passes = LoopPasses()
-        self.metrics = Metrics(self)
-        self._publish_roundtrip = self.metrics.broker_roundtrip.labels("publish")
         self.hub = Hub(self.broker, self.metrics.publish_to_deliver.observe)
-        self.presence = Presence(self.broker, settings.presence_ttl)
-        self.commands = Commands(self)
-        self.control = ControlPlane(self)
-        self.connections: dict[str, Connection] = {}
-        self.started_at = time.time()
+        self.namespaces = Namespaces(settings)
+        self.publisher = Publisher(
+            self.broker,
+            self.namespaces,
+            self.stats,
+            settings.max_message_bytes,
+            self.metrics.broker_roundtrip.labels("publish").observe,
+        )
+        self.presence = Presence(self.broker, self.publisher, settings.presence_ttl)
+        self.channels = Channels(
+            self.namespaces,
+            self.broker,
+            self.presence,
+            max_message_bytes=settings.max_message_bytes,
+            history_reply_bytes=settings.history_reply_bytes,
+        )
+        self.control = ControlChannel(self.broker, self.connections, settings.node_id)
+        self.control.handlers.update(ServerSideCommands(self.connections).handlers())
+        self.report = NodeReport(
+            settings.node_id, self.stats, self.hub, self.connections, self.readiness
+        )
+        self.registry = NodeRegistry(self.broker, settings.node_id, self.report.state)
+        self.metrics.collect_from(
+            MetricSources(
+                settings.node_id,
+                self.stats,
+                self.hub,
+                self.connections,
+                self.admission,
+                self.broker,
+                self.readiness,
+            )
+        )
+        context = SessionContext(
+            settings=settings,
+            hub=self.hub,
+            publisher=self.publisher,
+            channels=self.channels,
+            presence=self.presence,
+            security=self.security,
+            stats=self.stats,
+            passes=LoopPasses(),
+            on_backlog=self.metrics.queue_depth.observe,
+        )
+        policy = HandshakePolicy(
+            OriginPolicy(settings.allowed_origins), self.readiness, self.admission, self.connections
+        )
+        self.endpoints = Endpoints(
+            context,
+            Commands(settings, self.channels, self.publisher, self.presence),
+            policy,
+            self.admission,
+            self.connections,
+            self.security,
+        )
+        self.serve_protocol = self.endpoints.serve_protocol
+        self.serve_plain_text = self.endpoints.serve_plain_text
+        self.serve_centrifugo = self.endpoints.serve_centrifugo
         self.draining = False
         self._running = False
-        self._all_closed = asyncio.Event()
 
     @property
-    def ready(self) -> bool:
-        """Accepting clients: started, not draining, and the broker ready (`Broker.ready`)."""
-        return self.readiness()[0]
+    def started_at(self) -> float:
+        """Unix time the replica was built."""
+        return self.report.started_at
 
     def readiness(self) -> tuple[bool, str]:
-        """Whether the replica is ready, and why not."""
+        """Whether the replica accepts clients (`/readyz`), and why not."""
         if not self._running:
             return False, "not started"
         if self.draining:
@@ -78,22 +138,30 @@ class Replica:
             return False, "broker pub/sub link down"
         if not self.control.live:
             return False, "control channel not subscribed yet"
+        if not self.registry.listed:
+            return False, "not in the replica registry yet"
         return True, "ready"
 
     async def start(self) -> None:
         """Connect the broker (in the background) and begin accepting clients."""
-        await self.broker.start(self.control.tap(self.hub))
+        routes = BrokerRoutes(
+            self.hub.on_publication, self.control.on_control, self.hub.on_reconnected
+        )
+        await self.broker.start(routes)
         self.presence.start()
         await self.control.start()
+        await self.registry.start()
         self._running = True
-        log.info("replica.started node=%s broker=%s", self.settings.node_id, _broker_kind(self))
+        log.info(
+            "replica.started node=%s broker=%s", self.settings.node_id, type(self.broker).__name__
+        )
 
     async def stop(self) -> None:
         """Close every connection (1001), wait a little for them, then stop the broker."""
         self._running = False
-        for connection in list(self.connections.values()):
-            connection.close(SHUTDOWN)
-        await self._wait_for_connections(STOP_DEADLINE)
+        self.connections.close_all(SHUTDOWN)
+        await self.connections.wait_until_empty(STOP_DEADLINE)
+        await self.registry.stop()
         await self.control.stop()
         await self.presence.close()
         await self.hub.close()
@@ -105,7 +173,7 @@ class Replica:
         ``drain_seconds`` so they do not all reconnect to the other replicas at the same
         moment, and wait (briefly) for the last ones to go."""
         self.draining = True
-        connections = list(self.connections.values())
+        connections = list(self.connections)
         log.info("replica.draining node=%s clients=%d", self.settings.node_id, len(connections))
         window = self.settings.drain_seconds
         steps = max(1, min(len(connections), int(window * DRAIN_STEPS_PER_SECOND)))
@@ -114,135 +182,4 @@ class Replica:
                 connection.close(DRAIN)
             if step < steps - 1:
                 await asyncio.sleep(window / steps)
-        await self._wait_for_connections(STOP_DEADLINE)
-
-    def publish_soon(
-        self, channel: str, head: bytes, options: NamespaceOptions
-    ) -> asyncio.Future[StreamPosition | None]:
-        """Queue a message built by `protocol.message_head`, stored where history is on.
-
-        Publications queued in one event-loop pass travel to the broker together. The
-        future resolves to the message's position (None without history), or fails with
-        `unavailable` when the broker did not accept it.
-
-        Raises:
-            GatewayError: `too_large` over the size limit.
-        """
-        self._check_size(head)
-        future = self.broker.publish_soon(channel, head, history_policy(options))
-        future.add_done_callback(functools.partial(self._published, time.perf_counter()))
-        return future
-
-    async def publish(
-        self, channel: str, head: bytes, options: NamespaceOptions
-    ) -> StreamPosition | None:
-        """One publication on its own, sent at once (see `publish_soon`).
-
-        Raises:
-            GatewayError: `too_large` over the size limit, `unavailable` when the broker
-                did not accept it.
-        """
-        self._check_size(head)
-        started = time.perf_counter()
-        position = await self.broker.publish(channel, head, history_policy(options))
-        self.stats.published += 1
-        self._publish_roundtrip.observe(time.perf_counter() - started)
-        return position
-
-    def _check_size(self, head: bytes) -> None:
-        limit = self.settings.max_message_bytes
-        if len(head) + POSITION_BYTES > limit:
-            raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {limit} bytes")
-
-    def _published(self, started: float, future: asyncio.Future[StreamPosition | None]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self.stats.published += 1
-            self._publish_roundtrip.observe(time.perf_counter() - started)
-
-    async def _wait_for_connections(self, seconds: float) -> None:
-        if self.connections:
-            self._all_closed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._all_closed.wait(), seconds)
-
-    async def serve_protocol(self, websocket: WebSocket) -> None:
-        """Run a ``/ws`` client from handshake to close."""
-        if not await self._admit(websocket):
-            return
-        principal = await self._principal(websocket)
-        if principal is None:
-            return
-        offered = websocket.scope.get("subprotocols") or ()
-        await websocket.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        connection = ProtocolConnection(self, websocket, sink_for(websocket), principal)
-        await self._run(connection, client_address(websocket.scope))
-
-    async def serve_plain_text(self, websocket: WebSocket) -> None:
-        """Run a ``/websocket`` client from handshake to close."""
-        channel = websocket.query_params.get("channel", "chat")
-        if not is_valid_channel(channel):
-            await _deny(websocket, 400, "channel must be 1-255 characters of A-Z a-z 0-9 _-:.@/=,$")
-            return
-        if self.settings.namespace(channel) is None:
-            await _deny(websocket, 404, f"channel {channel!r} is in no configured namespace")
-            return
-        if not await self._admit(websocket):
-            return
-        principal = await self._principal(websocket)
-        if principal is None:
-            return
-        await websocket.accept()
-        sink = sink_for(websocket)
-        connection = PlainTextConnection(self, websocket, sink, principal, channel=channel)
-        await self._run(connection, client_address(websocket.scope))
-
-    async def _admit(self, websocket: WebSocket) -> bool:
-        refusal = self.security.origin_refusal(websocket.scope["headers"])
-        if refusal is not None:
-            await _deny(websocket, 403, refusal)
-            return False
-        ready, reason = self.readiness()
-        if not ready:
-            await _deny(websocket, 503, f"replica not ready: {reason}")
-            return False
-        limited = self.admission.check(websocket.scope, len(self.connections))
-        if limited is not None:
-            await _deny(websocket, limited.status, limited.message)
-            return False
-        return True
-
-    async def _principal(self, websocket: WebSocket) -> Principal | None:
-        """Who the connection is until a token says otherwise: anonymous, with the display
-        name of ``?name=`` when auth is off (with auth on, the token's ``info`` is the only
-        one others see, and ``name`` is ignored). None when the handshake was refused."""
-        try:
-            principal = anonymous(websocket.query_params.get("name"))
-        except GatewayError as error:
-            await _deny(websocket, 400, error.message)
-            return None
-        return ANONYMOUS if self.security.verifier.enabled else principal
-
-    async def _run(self, connection: Connection, address: str | None) -> None:
-        self.connections[connection.id] = connection
-        self.admission.opened(address)
-        try:
-            await connection.run()
-        finally:
-            self.admission.closed(address)
-            del self.connections[connection.id]
-            if not self.connections:
-                self._all_closed.set()
-
-
-async def _deny(websocket: WebSocket, status: int, message: str) -> None:
-    """Refuse a handshake with an HTTP status and a message (403 where the server can't),
-    and log it with its reason."""
-    REFUSALS.refused(websocket.scope, status, message)
-    try:
-        await websocket.send_denial_response(PlainTextResponse(message + "\n", status_code=status))
-    except RuntimeError:
-        await websocket.close(1008, message.encode()[:120].decode(errors="ignore"))
-
-
-def _broker_kind(replica: Replica) -> str:
-    return "redis" if replica.settings.redis_url else "memory"
+        await self.connections.wait_until_empty(STOP_DEADLINE)

@@ -1,4 +1,4 @@
-"""Generate gateway/centrifugo/protocol_pb2.py and .pyi from gateway/centrifugo/protocol.proto.
+"""Generate gateway/wire/centrifugo/protocol_pb2.py and .pyi from its protocol.proto.
 
     python scripts/generate_centrifugo_protocol.py [OUTPUT_ROOT]
 
@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PROTO = Path("gateway/centrifugo/protocol.proto")
-OUTPUTS = (Path("gateway/centrifugo/protocol_pb2.py"), Path("gateway/centrifugo/protocol_pb2.pyi"))
+PROTO = Path("gateway/wire/centrifugo/protocol.proto")
+OUTPUTS = (
+    Path("gateway/wire/centrifugo/protocol_pb2.py"),
+    Path("gateway/wire/centrifugo/protocol_pb2.pyi"),
+)
 HEADER = (
     "# ruff: noqa\n# Generated from protocol.proto by scripts/generate_centrifugo_protocol.py.\n"
 )

@@ -244,7 +244,12 @@ export declare function backoffDelay(
   limits: { minDelay: number; maxDelay: number },
   random?: () => number,
 ): number;
-export declare function closeAction(code: number): "stop" | "refresh" | "now" | "backoff";
+export declare function closeAction(
+  code: number,
+  reconnect?: boolean | null,
+): "stop" | "refresh" | "now" | "backoff";
+/** Error codes after which a refused `subscribe` is retried with backoff. */
+export declare const RETRYABLE_SUBSCRIBE_ERRORS: ReadonlySet<string>;
 export declare function tokenExpiry(token: string): number | null;
 export declare function refreshDelay(exp: number, nowMs: number): number;
 export declare function advance(

@@ -67,26 +67,35 @@ export function backoffDelay(attempt, { minDelay, maxDelay }, random = Math.rand
   return random() * Math.min(maxDelay, minDelay * 2 ** attempt);
 }
 
+// The protocol's code table (the server's gateway/wire/errors.py; the node tests compare).
+const CLOSE_ACTIONS = Object.freeze({
+  1000: "stop",
+  1001: "now",
+  1003: "stop",
+  1009: "stop",
+  1011: "backoff",
+  1012: "now",
+  4001: "refresh",
+  4003: "stop",
+  4008: "backoff",
+  4029: "backoff",
+});
+
+/** Error codes after which a refused `subscribe` is retried with backoff. */
+export const RETRYABLE_SUBSCRIBE_ERRORS = new Set(["unavailable", "internal", "rate_limited"]);
+
 /**
  * What to do after the server closed with `code`, per the protocol's close-code table:
  * "stop", "refresh" (get a new token, then reconnect), "now" (reconnect at once, to the
- * next URL), or "backoff".
+ * next URL), or "backoff" (also for codes the table does not list). `reconnect` is the
+ * server's own word from its `disconnect` frame, if it sent one: false stops whatever the
+ * code; true never lets a code stop.
  */
-export function closeAction(code) {
-  switch (code) {
-    case 1000:
-    case 1003:
-    case 1009:
-    case 4003:
-      return "stop";
-    case 4001:
-      return "refresh";
-    case 1001:
-    case 1012:
-      return "now";
-    default:
-      return "backoff";
-  }
+export function closeAction(code, reconnect = null) {
+  const action = CLOSE_ACTIONS[code] ?? "backoff";
+  if (reconnect === false) return "stop";
+  if (reconnect === true && action === "stop") return "backoff";
+  return action;
 }
 
 /** The `exp` claim of a JWT, in seconds, or null; the signature is not checked here. */
@@ -152,8 +161,6 @@ class Emitter {
     }
   }
 }
-
-const RETRYABLE_SUBSCRIBE_ERRORS = new Set(["unavailable", "internal", "rate_limited"]);
 
 /**
  * One channel the application wants. It stays wanted across reconnects until
@@ -668,7 +675,8 @@ export class GatewayClient extends Emitter {
     this.welcome = null;
     if (stable) this._attempt = 0;
     this._urlIndex += 1;
-    let action = closeAction(code);
+    const reconnect = typeof socket.disconnect?.reconnect === "boolean" ? socket.disconnect.reconnect : null;
+    let action = closeAction(code, reconnect);
     if (action === "refresh") {
       if (typeof this.options.token === "function") this._token = null;
       else action = "stop";

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 import gateway
-from gateway.server import GatewayServer
+from gateway.cli.serve import GatewayServer
 
 
 @asynccontextmanager

@@ -1,90 +1,48 @@
-"""The broker contract every backend fulfils, and the values that cross it.
+"""The broker contract, one `Protocol` per capability, as centrifuge splits its ``Broker``
+and ``PresenceManager``: pub/sub, history, presence and the node registry.
 
-What travels on a channel's pub/sub topic is an *envelope*: the complete frame clients
-receive, preceded by a one-line header a replica reads without decoding the JSON:
-``#<offset>:<epoch>:<published at>\\n`` on channels with history (continuity checks), else
-``!<published at>\\n``. The publication time (microseconds since the Unix epoch, on the
-publishing replica's clock) feeds the publish-to-deliver latency metric.
+The memory and Redis brokers implement every capability (`Broker`); each service depends
+only on the capability it uses (the publisher on `PubSub`, presence on `PresenceStore`,
+the registry on `NodeStore`, the hub on its own `gateway.core.hub.ChannelFeed`). What
+travels on a channel's topic is an envelope (`gateway.wire.envelope`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.protocol import StreamPosition
+from gateway.core.history import HistoryPage, HistoryPolicy
+from gateway.wire.protocol import StreamPosition
 
-HISTORY_MARK = 0x23  # "#": an envelope with a position header
-TIME_MARK = 0x21  # "!": an envelope with only the publication time
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPolicy:
-    """How much of a channel's history is kept: ``size`` messages for ``ttl`` seconds."""
-
-    size: int
-    ttl: float
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    """A consistent read of a channel's history.
-
-    ``top`` is the latest offset (0 before the first publication), ``first`` the oldest
-    offset still retained (``top + 1`` when nothing is), ``messages`` the requested
-    ``(offset, frame)`` pairs in offset order.
-    """
-
-    epoch: str
-    top: int
-    first: int
-    messages: list[tuple[int, bytes]] = field(default_factory=list)
-
-    @property
-    def position(self) -> StreamPosition:
-        return StreamPosition(self.top, self.epoch)
-
-
-def new_epoch() -> str:
-    """A fresh epoch: random, short, and safe to splice into JSON without escaping."""
-    return secrets.token_hex(6)
-
-
-def now_us() -> int:
-    """The publication time stamped on envelopes."""
-    return time.time_ns() // 1000
-
-
-def envelope(frame: bytes, position: StreamPosition | None, published_at: int) -> bytes:
-    """What a publication looks like on the pub/sub topic."""
-    if position is None:
-        return b"!%d\n%s" % (published_at, frame)
-    return b"#%d:%s:%d\n%s" % (position.offset, position.epoch.encode(), published_at, frame)
-
-
-def parse_envelope(data: bytes) -> tuple[int, str, int, bytes]:
-    """Split an envelope into ``(offset, epoch, published at, frame)``.
-
-    Offset 0 and epoch "" without a position; published at 0 for a bare frame.
-    """
-    if not data or data[0] not in (HISTORY_MARK, TIME_MARK):
-        return 0, "", 0, data
-    newline = data.index(b"\n")
-    header, frame = data[1:newline], data[newline + 1 :]
-    if data[0] == TIME_MARK:
-        return 0, "", int(header), frame
-    offset, epoch, published_at = header.split(b":")
-    return int(offset), epoch.decode(), int(published_at), frame
+__all__ = [
+    "Broker",
+    "BrokerHandler",
+    "BrokerRoutes",
+    "HistoryPage",
+    "HistoryPolicy",
+    "HistoryStore",
+    "NodeStore",
+    "PresenceStore",
+    "PubSub",
+]
 
 
 class BrokerHandler(Protocol):
     """Receives what the broker pushes; called from the broker's reader, must never await."""
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
-        """A publication on a channel this replica holds (see the module docstring)."""
+        """A publication on a client channel this replica holds."""
+        ...
+
+    def on_control(self, envelope: bytes) -> None:
+        """A command on the control channel (`gateway.wire.channels.CONTROL_CHANNEL`).
+
+        The broker routes it here where it maps the topic to a channel, so no publication
+        is compared with the control channel on its way to the hub.
+        """
         ...
 
     def on_reconnected(self) -> None:
@@ -97,20 +55,29 @@ class BrokerHandler(Protocol):
         ...
 
 
-class Broker(Protocol):
-    """Publish/subscribe between replicas, with per-channel history and presence.
+@dataclass(frozen=True, slots=True)
+class BrokerRoutes:
+    """A `BrokerHandler` made of three functions: publications straight to the hub, control
+    commands to the control channel, reconnections to whoever repairs (no call between)."""
+
+    on_publication: Callable[[str, bytes], None]
+    on_control: Callable[[bytes], None]
+    on_reconnected: Callable[[], None]
+
+
+class PubSub(Protocol):
+    """Publish/subscribe between replicas.
 
     Delivery is at most once per replica subscription; a replica holds one broker
     subscription per channel however many local clients want it. On channels with
     history, storing a publication, assigning its offset and publishing it are one atomic
     step, so offsets are consecutive per channel and nothing is published unstored.
-    """
 
-    # What can be asked of the broker now. Publishing, history, presence and the registry
-    # travel on the command link and depend on it alone; subscriptions and the delivery of
-    # publications travel on the pub/sub link(s). While a pub/sub link reconnects,
-    # publishing goes on and the hub repairs what its subscribers missed
-    # (`BrokerHandler.on_reconnected`).
+    Publishing, history, presence and the registry travel on the command link and depend on
+    it alone; subscriptions and the delivery of publications travel on the pub/sub link(s).
+    While a pub/sub link reconnects, publishing goes on and the hub repairs what its
+    subscribers missed (`BrokerHandler.on_reconnected`).
+    """
 
     @property
     def accepting(self) -> bool:
@@ -134,12 +101,10 @@ class Broker(Protocol):
         """
         ...
 
-    async def start(self, handler: BrokerHandler) -> None:
-        """Begin delivering publications to ``handler``; does not wait for the backend."""
-        ...
-
-    async def close(self) -> None:
-        """Stop every task and release every connection."""
+    @property
+    def reconnects(self) -> int:
+        """Times a pub/sub link was re-established after a loss (first connections not
+        counted): the ``gateway_broker_reconnects`` metric."""
         ...
 
     async def subscribe(self, channel: str) -> None:
@@ -160,7 +125,8 @@ class Broker(Protocol):
     async def publish(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> StreamPosition | None:
-        """Publish a message frame built by `protocol.message_head` to every replica.
+        """Publish a message to every replica; ``head`` is a frame built by
+        `gateway.wire.protocol.message_head` (or `presence_head`), without its closing brace.
 
         With a history policy the message is first stored with the next offset of the
         channel, and its position is returned. Returns once the backend accepted it.
@@ -170,7 +136,7 @@ class Broker(Protocol):
         """
         ...
 
-    def publish_soon(
+    def publish_later(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> asyncio.Future[StreamPosition | None]:
         """`publish` without waiting: the future resolves as `publish` would return or raise.
@@ -179,6 +145,10 @@ class Broker(Protocol):
         they reach the backend in the order they were queued.
         """
         ...
+
+
+class HistoryStore(Protocol):
+    """Each channel's retained messages, with their offsets and epoch."""
 
     async def read_history(
         self,
@@ -198,6 +168,15 @@ class Broker(Protocol):
         Raises:
             GatewayError: `unavailable` when the backend cannot be reached.
         """
+        ...
+
+
+class PresenceStore(Protocol):
+    """Who is subscribed to each channel, on every replica, with a time to live."""
+
+    @property
+    def accepting(self) -> bool:
+        """True while presence calls reach the backend (see `PubSub.accepting`)."""
         ...
 
     async def presence_add(self, channel: str, client: str, entry: bytes, ttl: float) -> None:
@@ -220,7 +199,9 @@ class Broker(Protocol):
         """
         ...
 
-    # The replica registry (``/api/info``): each replica announces itself on a heartbeat.
+
+class NodeStore(Protocol):
+    """The replica registry (``/api/info``): each replica announces itself on a heartbeat."""
 
     async def register_node(self, node: str, state: bytes, ttl: float) -> None:
         """Announce replica ``node`` as alive for ``ttl`` seconds, with its state (JSON).
@@ -244,4 +225,16 @@ class Broker(Protocol):
         Raises:
             GatewayError: `unavailable` when the backend cannot be reached.
         """
+        ...
+
+
+class Broker(PubSub, HistoryStore, PresenceStore, NodeStore, Protocol):
+    """Every capability, and the life cycle of the connections behind them."""
+
+    async def start(self, handler: BrokerHandler) -> None:
+        """Begin delivering publications to ``handler``; does not wait for the backend."""
+        ...
+
+    async def close(self) -> None:
+        """Stop every task and release every connection."""
         ...

@@ -6,6 +6,8 @@ Cluster its pub/sub topic, history and presence live on the same shard.
 
 from __future__ import annotations
 
+from gateway.wire.channels import CONTROL_CHANNEL
+
 
 class KeySpace:
     """Redis names for one deployment (one prefix)."""
@@ -47,6 +49,10 @@ class KeySpace:
     def node(self, node: str) -> str:
         """The state of one replica, expiring unless its heartbeat refreshes it."""
         return f"{self._prefix}:{{#nodes}}:{node}"
+
+    def control_topic(self) -> str:
+        """The pub/sub channel of cross-replica commands (`CONTROL_CHANNEL`'s topic)."""
+        return self.topic(CONTROL_CHANNEL)
 
     def channel_of(self, topic: str) -> str | None:
         """The gateway channel of a pub/sub topic, or None for a name that is not a topic."""

@@ -1,26 +1,28 @@
 """Knowing whether Redis can be reached, and saying so in the log.
 
-A replica reaches Redis over two kinds of link: the command link (a pool of connections
-for publish, history, presence and the registry) and one pub/sub link per listener. Each
-kind learns of an outage its own way, but both retry with the same `Backoff` and log an
-outage the same way through `Outage`: a warning naming the Redis address at each failed
-attempt (with the delay before the next one) and at the reconnection.
+A replica reaches Redis over two kinds of link: the command link (a pool of connections for
+publish, history, presence and the registry) and one pub/sub link per listener. Each kind
+learns of an outage its own way, but both retry with the same backoff
+(`gateway.aio.backoff.Backoff`) and log an outage the same way through `Outage`: a warning
+naming the Redis address at each failed attempt (with the delay before the next one) and at
+the reconnection.
 
 `CommandLink` holds the command link's state. Commands are not sent on a timer: when a
-command fails for want of a connection (not when Redis answers with an error), a probe
-pings Redis at once; if that fails too the link is down, and the probe goes on with
-backoff until Redis answers.
+command fails for want of a connection (not when Redis answers with an error), a probe pings
+Redis at once; if that fails too the link is down, and the probe goes on with backoff until
+Redis answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ResponseError
+
+from gateway.aio.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +50,6 @@ def stop_if_cancelled(error: Exception) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from error
-
-
-class Backoff:
-    """Capped exponential delays with jitter: the n-th is drawn from [d/2, d], where d
-    doubles from ``low`` up to ``high``."""
-
-    def __init__(self, low: float, high: float) -> None:
-        self._low = low
-        self._high = high
-        self._next = low
-
-    def delay(self) -> float:
-        """The delay before the next attempt; the one after will be longer, up to the cap."""
-        ceiling = self._next
-        self._next = min(2 * ceiling, self._high)
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self._next = self._low
 
 
 class Outage:

@@ -25,9 +25,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from gateway.aio.backoff import Backoff
 from gateway.broker.keys import KeySpace
-from gateway.broker.links import Backoff, Outage, stop_if_cancelled
-from gateway.errors import ErrorCode, GatewayError
+from gateway.broker.links import Outage, stop_if_cancelled
+from gateway.wire.channels import CONTROL_CHANNEL
+from gateway.wire.errors import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,9 @@ class ListenerEvents:
     """What a listener reports, all called from its reader and never awaited."""
 
     deliver: Callable[[str, bytes], None]
-    """A publication on a wanted channel."""
+    """A publication on a wanted client channel."""
+    control: Callable[[bytes], None]
+    """A command on the control channel."""
     restored: Callable[[], None]
     """After a (re)connection, every wanted channel is held again."""
     lost: Callable[[str], None]
@@ -143,7 +147,7 @@ class Listener:
             GatewayError: `unavailable` when the node is unreachable or too slow.
         """
         if not self._available and not self.reconnecting:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+            raise unavailable()
         self._wanted.add(channel)
         if channel in self._live:
             return
@@ -154,9 +158,7 @@ class Listener:
             async with asyncio.timeout(self._timeout):
                 await waiter
         except TimeoutError:
-            raise GatewayError(
-                ErrorCode.UNAVAILABLE, "the broker did not confirm the subscription in time"
-            ) from None
+            raise unavailable("the broker did not confirm the subscription in time") from None
 
     def unsubscribe(self, channel: str) -> None:
         """Stop wanting ``channel``: nothing more is delivered for it."""
@@ -203,6 +205,8 @@ class Listener:
 
     async def _read(self, pubsub: PubSub) -> None:
         deliver = self._events.deliver
+        control = self._events.control
+        control_topic = self._keys.control_topic().encode()
         channel_of = self._keys.channel_of
         wanted = self._wanted
         dialect = self._dialect
@@ -213,7 +217,15 @@ class Listener:
                 continue
             kind = message["type"]
             if kind == dialect.message:
-                channel = channel_of(message["channel"].decode())
+                topic = message["channel"]
+                if topic == control_topic:
+                    if CONTROL_CHANNEL in wanted:
+                        try:
+                            control(message["data"])
+                        except Exception:
+                            log.exception("broker.handler_failed channel=%s", CONTROL_CHANNEL)
+                    continue
+                channel = channel_of(topic.decode())
                 if channel in wanted:
                     try:
                         deliver(channel, message["data"])
@@ -306,7 +318,7 @@ class Listener:
         self._live.clear()
         self._unacked.clear()
         waiters, self._waiters = self._waiters, {}
-        error = GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+        error = unavailable()
         for pending in waiters.values():
             for waiter in pending:
                 if not waiter.done():

@@ -27,18 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from gateway import protocol
-from gateway.broker.base import (
-    Broker,
-    BrokerHandler,
-    HistoryPage,
-    HistoryPolicy,
-    envelope,
-    new_epoch,
-    now_us,
-)
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
+from gateway.broker.base import Broker, BrokerHandler, HistoryPage, HistoryPolicy
+from gateway.wire import protocol
+from gateway.wire.channels import CONTROL_CHANNEL
+from gateway.wire.envelope import envelope, new_epoch, now_us
+from gateway.wire.errors import GatewayError, unavailable
+from gateway.wire.protocol import StreamPosition
 
 SWEEP_SECONDS = 1.0
 """How often the sweeper frees what expired (in real time, whatever the broker's clock)."""
@@ -128,6 +122,11 @@ class MemoryBroker:
         return self._handler is not None
 
     @property
+    def reconnects(self) -> int:
+        """Always 0: nothing here can drop."""
+        return 0
+
+    @property
     def channels(self) -> frozenset[str]:
         """Channels currently held (what Redis would list in ``PUBSUB CHANNELS``)."""
         return frozenset(self._channels)
@@ -196,10 +195,13 @@ class MemoryBroker:
         else:
             frame = protocol.close_message(head)
         if channel in self._channels:
-            handler.on_publication(channel, envelope(frame, position, now_us()))
+            if channel == CONTROL_CHANNEL:
+                handler.on_control(envelope(frame, None, now_us()))
+            else:
+                handler.on_publication(channel, envelope(frame, position, now_us()))
         return position
 
-    def publish_soon(
+    def publish_later(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> asyncio.Future[StreamPosition | None]:
         future: asyncio.Future[StreamPosition | None] = asyncio.get_running_loop().create_future()
@@ -267,7 +269,7 @@ class MemoryBroker:
 
     def _check(self) -> BrokerHandler:
         if self._handler is None:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is closed")
+            raise unavailable("the broker is closed")
         return self._handler
 
     def _stream(self, channel: str, history: HistoryPolicy) -> _Stream:

@@ -31,23 +31,17 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from gateway import protocol
+from gateway.aio.tasks import TaskSet
 from gateway.broker import scripts
-from gateway.broker.base import (
-    Broker,
-    BrokerHandler,
-    HistoryPage,
-    HistoryPolicy,
-    envelope,
-    new_epoch,
-    now_us,
-)
+from gateway.broker.base import Broker, BrokerHandler, HistoryPage, HistoryPolicy
 from gateway.broker.keys import KeySpace
 from gateway.broker.links import CommandLink, describe
 from gateway.broker.listener import CLASSIC, SHARDED, Dialect, Listener, ListenerEvents
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
 from gateway.redaction import redact_url
+from gateway.wire import protocol
+from gateway.wire.envelope import envelope, new_epoch, now_us
+from gateway.wire.errors import GatewayError, unavailable
+from gateway.wire.protocol import StreamPosition
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +79,7 @@ class RedisBroker:
         and reconnected instead (see `_reconnect_closed_connections`)."""
         self._outgoing: list[_Publication] = []
         self._send_scheduled = False
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending = TaskSet()
 
     @property
     def accepting(self) -> bool:
@@ -110,9 +104,9 @@ class RedisBroker:
         )
 
     @property
-    def connects(self) -> int:
-        """Pub/sub connections established, over every listener (first ones included)."""
-        return sum(listener.connects for listener in self._listeners.values())
+    def reconnects(self) -> int:
+        """Pub/sub connections re-established after a loss, over every listener."""
+        return sum(max(0, listener.connects - 1) for listener in self._listeners.values())
 
     @property
     def keys(self) -> KeySpace:
@@ -153,10 +147,10 @@ class RedisBroker:
     async def close(self) -> None:
         if self._link is not None:
             await self._link.close()
-        for task in (self._rerouting, *self._sending):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._rerouting is not None:
+            self._rerouting.cancel()
+            await asyncio.gather(self._rerouting, return_exceptions=True)
+        await self._sending.close()
         listeners, self._listeners = list(self._listeners.values()), {}
         self._routes.clear()
         for listener in listeners:
@@ -181,7 +175,7 @@ class RedisBroker:
             return next(iter(self._listeners.values()))
         cluster = self._commands
         if not isinstance(cluster, RedisCluster) or not self._listeners:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+            raise unavailable()
         node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(self._keys.topic(channel)))
         listener = self._listeners.get(node.name)
         if listener is None:
@@ -205,7 +199,10 @@ class RedisBroker:
         else:
             where = _address(self._url)
         assert self._handler is not None
-        events = ListenerEvents(self._handler.on_publication, self._restored, self._lost)
+        handler = self._handler
+        events = ListenerEvents(
+            handler.on_publication, handler.on_control, self._restored, self._lost
+        )
         listener = Listener(
             client,
             self._keys,
@@ -272,7 +269,7 @@ class RedisBroker:
             log.info("broker.rerouted channels=%d", len(moved))
             self._restored()
 
-    def publish_soon(
+    def publish_later(
         self, channel: str, head: bytes, history: HistoryPolicy | None
     ) -> asyncio.Future[StreamPosition | None]:
         """Queue a publication; every publication queued in one event-loop pass goes to Redis
@@ -280,7 +277,7 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StreamPosition | None] = loop.create_future()
         if not self.accepting or self._commands is None:
-            future.set_exception(_unavailable("the broker is unreachable; retry later"))
+            future.set_exception(unavailable())
             return future
         self._outgoing.append(_Publication(channel, head, history, future))
         if not self._send_scheduled:
@@ -299,9 +296,7 @@ class RedisBroker:
     def _send_outgoing(self) -> None:
         self._send_scheduled = False
         batch, self._outgoing = self._outgoing, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._sending.spawn(self._send(batch))
 
     async def _send(self, batch: list[_Publication]) -> None:
         try:
@@ -337,7 +332,7 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             self._failed(exc)
             log.warning("broker.publish_failed count=%d error=%s", len(batch), describe(exc))
-            raise _unavailable("the broker did not accept the publication") from None
+            raise unavailable("the broker did not accept the publication") from None
         return results
 
     async def _pipeline(self, batch: list[_Publication]) -> list[Any]:
@@ -402,7 +397,7 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             self._failed(exc)
             log.warning("broker.history_failed channel=%s error=%s", channel, describe(exc))
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker could not read history") from None
+            raise unavailable("the broker could not read history") from None
         epoch, top, first, *entries = reply
         messages = [
             (int(entries[index].split(b"-", 1)[0]), entries[index + 1])
@@ -424,7 +419,7 @@ class RedisBroker:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc)
-            raise GatewayError(ErrorCode.UNAVAILABLE, f"presence update failed: {exc}") from None
+            raise unavailable(f"presence update failed: {exc}") from None
 
     async def presence_refresh(self, members: list[tuple[str, str, bytes]], ttl: float) -> None:
         by_channel: dict[str, list[str | bytes]] = {}
@@ -441,9 +436,7 @@ class RedisBroker:
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             self._failed(failures[0])
-            raise GatewayError(
-                ErrorCode.UNAVAILABLE, f"presence refresh failed: {failures[0]!r}"
-            ) from None
+            raise unavailable(f"presence refresh failed: {failures[0]!r}") from None
 
     async def presence(self, channel: str) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
         reply = await self._presence_call(self._presence_read_script, channel, [])
@@ -456,7 +449,7 @@ class RedisBroker:
 
     def _connected(self) -> Redis | RedisCluster:
         if not self.accepting or self._commands is None:
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker is unreachable; retry later")
+            raise unavailable()
         return self._commands
 
     def _failed(self, error: BaseException) -> None:
@@ -473,7 +466,7 @@ class RedisBroker:
             return await script(keys=self._presence_keys(channel), args=args, client=commands)
         except (RedisError, OSError) as exc:
             self._failed(exc)
-            raise GatewayError(ErrorCode.UNAVAILABLE, f"presence call failed: {exc}") from None
+            raise unavailable(f"presence call failed: {exc}") from None
 
     async def register_node(self, node: str, state: bytes, ttl: float) -> None:
         async with self._registry("register") as redis:
@@ -514,7 +507,7 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             self._failed(exc)
             log.warning("broker.registry_failed action=%s error=%s", action, describe(exc))
-            raise GatewayError(ErrorCode.UNAVAILABLE, "the broker did not answer") from None
+            raise unavailable("the broker did not answer") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,7 +526,7 @@ def _position(item: _Publication, result: Any) -> StreamPosition | None:
     """
     if isinstance(result, Exception):
         log.warning("broker.publish_failed channel=%s error=%s", item.channel, describe(result))
-        raise _unavailable("the broker did not accept the publication")
+        raise unavailable("the broker did not accept the publication")
     if item.history is None:
         return None
     top, epoch = result
@@ -603,10 +596,6 @@ def _address(url: str) -> str:
     except ValueError:
         return redact_url(url)
     return f"{parts.hostname or 'localhost'}:{port}"
-
-
-def _unavailable(message: str) -> GatewayError:
-    return GatewayError(ErrorCode.UNAVAILABLE, message)
 
 
 def _ms(seconds: float) -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import nginx
-from gateway.cluster import write_nginx_config
-from gateway.ports import INTERNAL_PATHS
+from gateway.cli import nginx
+from gateway.cli.cluster import write_nginx_config
+from gateway.transport.ports import INTERNAL_PATHS
 from tests.deploy.test_static_checks import HAPROXY_CFG, program
 from tests.support.gateways import GatewayProcess
 from tests.support.net import free_port, wait_until_sync

@@ -145,7 +145,7 @@ def test_context_is_the_wheels_sources_and_nothing_else() -> None:
         "pyproject.toml",
         "README.md",
         "gateway/__init__.py",
-        "gateway/static/index.html",
+        "gateway/http/static/index.html",
         "client/js/gateway.js",
         "client/python/gateway_client/__init__.py",
     } <= admitted

@@ -20,10 +20,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway import nginx
-from gateway.cluster import find_program, write_nginx_config
-from gateway.ports import INTERNAL_PATHS
+from gateway.cli import nginx
+from gateway.cli.cluster import find_program, write_nginx_config
 from gateway.settings import Settings, load_settings
+from gateway.transport.ports import INTERNAL_PATHS
 from tests.support.gateways import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import ConsoleMessage, Page, Request, expect
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.support.browser import ARTIFACTS, chromium, page_errors
 from tests.support.client import ProtocolClient

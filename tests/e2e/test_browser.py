@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import expect
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.support.browser import ARTIFACTS, chromium, page_errors, serve_page
 from tests.support.demo import TIMEOUT_MS, open_demo, say, texts

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from gateway.errors import ErrorCode
-from gateway.protocol import KNOWN_OPS
+from gateway.wire.errors import ErrorCode
+from gateway.wire.protocol import KNOWN_OPS
 from tests.support.gateways import GatewayProcess
 from tests.support.redis_server import RedisServer
 from tests.support.tokens import SECRET, connection_token, subscription_token

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import Settings
-from gateway.transport import GatewayWebSocketProtocol
+from gateway.transport.websocket import GatewayWebSocketProtocol
 from tests.support.inprocess import LocalGateway, serve_in_process
 
 WS_IMPLEMENTATIONS = {

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 from fastapi import FastAPI
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 
 

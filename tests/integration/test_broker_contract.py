@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from gateway import protocol
-from gateway.broker.base import Broker, HistoryPolicy, parse_envelope
+from gateway.broker.base import Broker, HistoryPolicy
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import StreamPosition
+from gateway.wire import protocol
+from gateway.wire.envelope import parse_envelope
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.protocol import StreamPosition
 from tests.support.net import wait_until
 from tests.support.redis_server import RedisServer
 
@@ -30,10 +31,15 @@ class Recorder:
         self.envelopes: list[bytes] = []
         self.arrived = asyncio.Event()
         self.reconnections = 0
+        self.controls: list[bytes] = []
 
     def on_publication(self, channel: str, envelope: bytes) -> None:
         self.envelopes.append(envelope)
         self.received.append((channel, parse_envelope(envelope)[3]))
+        self.arrived.set()
+
+    def on_control(self, envelope: bytes) -> None:
+        self.controls.append(parse_envelope(envelope)[3])
         self.arrived.set()
 
     def on_reconnected(self) -> None:

@@ -9,12 +9,18 @@ import pytest
 from gateway.broker.base import Broker
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
-from gateway.errors import ErrorCode, GatewayError
+from gateway.wire.errors import ErrorCode, GatewayError
 from tests.support.net import wait_until
 from tests.support.redis_server import RedisServer
 
 
 class Ignore:
+    def on_reconnected(self) -> None:
+        pass
+
+    def on_control(self, envelope: bytes) -> None:
+        pass
+
     def on_publication(self, channel: str, frame: bytes) -> None:
         pass
 

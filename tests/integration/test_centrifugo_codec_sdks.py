@@ -2,7 +2,7 @@
 
 centrifuge-python (in-process) and centrifuge-js (under node) talk to a tiny server of
 ours (tests/support/centrifugo_fake.py) that parses every frame they send with
-``gateway.centrifugo.codec`` and answers with replies the codec encodes: the SDKs reaching
+``gateway.wire.centrifugo.codec`` and answers with replies the codec encodes: the SDKs reaching
 their connected, subscribed and publication states is the proof that they accept those
 replies; the captured frames are checked field by field.
 """
@@ -23,8 +23,8 @@ from centrifuge import (
     SubscribedContext,
 )
 
-from gateway.centrifugo.codec import Encoding
-from gateway.centrifugo.protocol_pb2 import Command
+from gateway.wire.centrifugo.codec import Encoding
+from gateway.wire.centrifugo.protocol_pb2 import Command
 from tests.support.centrifugo_fake import FakeCentrifugo
 from tests.support.centrifugo_sdks import JS_SDK_DIR, JSClient, js_sdk_version
 

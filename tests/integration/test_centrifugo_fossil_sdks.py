@@ -17,7 +17,7 @@ from centrifuge.fossil import apply_delta as sdk_apply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.centrifugo import fossil
+from gateway.wire.centrifugo import fossil
 from tests.support.centrifugo_sdks import JSDeltaApplier, download_sdist
 from tests.support.gateways import REPO_ROOT
 from tests.unit.test_fossil import edited, edited_text

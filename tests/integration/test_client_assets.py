@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 from fastapi import FastAPI
 
-from gateway.app import create_app
-from gateway.assets import BROWSER_CLIENT_SOURCE
+from gateway.http.app import create_app
+from gateway.http.assets import BROWSER_CLIENT_SOURCE
 from gateway.settings import Settings
 
 

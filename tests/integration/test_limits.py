@@ -15,6 +15,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from tests.support.client import ProtocolClient
+from tests.support.hub import subscribers as local_subscribers
 from tests.support.inprocess import LocalGateway
 from tests.support.net import wait_until
 from tests.support.raw_ws import RawWebSocket
@@ -172,7 +173,7 @@ async def test_a_client_whose_queue_never_drains_is_closed_within_a_ping_interva
             assert await asyncio.to_thread(attacker.send_text, pings)
             await wait_until(lambda: replica.stats.slow_consumers == 1, 2 * ping + 3, "4008")
             assert time.monotonic() - started < 2 * ping + 3
-            assert all(c.outbox.queued_bytes == 0 for c in replica.connections.values())
+            assert all(c.outbox.queued_bytes == 0 for c in replica.connections)
         finally:
             attacker.close()
 
@@ -183,7 +184,9 @@ async def test_each_message_is_its_own_frame_on_the_plain_text_endpoint(
     async with serve(rate=0) as gateway:
         hub = gateway.replica.hub
         async with connect(f"{gateway.plain_url}?channel=plain") as plain:
-            await wait_until(lambda: hub.count("plain") == 1, 5, "the plain-text subscription")
+            await wait_until(
+                lambda: local_subscribers(hub, "plain") == 1, 5, "the plain-text subscription"
+            )
             async with await ProtocolClient.connect(gateway.ws_url) as publisher:
                 texts = ["one\ntwo", "three", "four"]
                 batch = "\n".join(

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI, Request
 
 import gateway
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.support.client import ProtocolClient
 from tests.support.inprocess import serve_app

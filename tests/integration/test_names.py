@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.auth import MAX_NAME_LENGTH
+from gateway.security.auth import MAX_NAME_LENGTH
 from gateway.settings import NamespaceOptions
 from tests.support.client import ProtocolClient
 from tests.support.inprocess import LocalGateway

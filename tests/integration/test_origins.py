@@ -11,20 +11,20 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway import replica as replica_module
-from gateway.origins import OriginPolicy
-from gateway.refusals import RefusalLog
+from gateway.ops.refusals import RefusalLog
+from gateway.security.origins import OriginPolicy
+from gateway.session import handshake
 from gateway.settings import load_settings
 from tests.support.client import ProtocolClient
 from tests.support.tokens import SECRET, connection_token
 
-REFUSALS_LOGGER = "gateway.refusals"
+REFUSALS_LOGGER = "gateway.ops.refusals"
 
 
 @pytest.fixture
 def refusals(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Any:
     """A refusal log of this test's own (its rate budget untouched by other tests)."""
-    monkeypatch.setattr(replica_module, "REFUSALS", RefusalLog())
+    monkeypatch.setattr(handshake, "REFUSALS", RefusalLog())
     caplog.set_level(logging.WARNING, logger=REFUSALS_LOGGER)
     return caplog
 

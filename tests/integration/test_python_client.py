@@ -9,6 +9,7 @@ import pytest
 
 from gateway.settings import Settings
 from gateway_client import GatewayClient, GatewayClientError, Message
+from tests.support.hub import subscribers as local_subscribers
 from tests.support.inprocess import LocalGateway, serve_in_process
 from tests.support.net import wait_until
 
@@ -100,7 +101,9 @@ async def test_unsubscribe_ends_iteration_and_stops_delivery(local_gateway: Loca
         assert subscription.state == "unsubscribed"
         with pytest.raises(StopAsyncIteration):
             await next_message(subscription)
-        await wait_until(lambda: local_gateway.replica.hub.count("py:leave") == 0, 5, "left")
+        await wait_until(
+            lambda: local_subscribers(local_gateway.replica.hub, "py:leave") == 0, 5, "left"
+        )
 
 
 async def test_close_fails_waiting_commands_and_ends_iteration(local_gateway: LocalGateway) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.broker.base import HistoryPolicy
 from gateway.broker.redis import RedisBroker
-from gateway.errors import ErrorCode, GatewayError
+from gateway.wire.errors import ErrorCode, GatewayError
 from tests.integration.test_broker_contract import Recorder
 from tests.support.net import free_port, wait_until
 from tests.support.redis_server import RedisServer
@@ -145,7 +145,7 @@ async def test_a_batch_and_the_script_reload_survive_a_redis_restart(
     await fill_pool(broker, 3)
     fresh_redis.restart()  # the script cache is gone, and every pooled connection dead
     await wait_until(lambda: broker.ready, 10, "the broker ready again")
-    batch = [broker.publish_soon(f"batch:{n % 3}", b"{", HISTORY) for n in range(30)]
+    batch = [broker.publish_later(f"batch:{n % 3}", b"{", HISTORY) for n in range(30)]
     positions = await asyncio.gather(*batch)
     assert [p.offset for p in positions if p is not None] == [n // 3 + 1 for n in range(30)]
 

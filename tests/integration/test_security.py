@@ -12,9 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.ratelimit import MIN_STRIKES
+from gateway.security.ratelimit import MIN_STRIKES
 from gateway.settings import NamespaceOptions, Settings
 from tests.support.client import Frame, ProtocolClient
+from tests.support.hub import subscribers as local_subscribers
 from tests.support.inprocess import LocalGateway, serve_in_process
 from tests.support.net import wait_until
 from tests.support.tokens import (
@@ -271,7 +272,7 @@ async def test_bad_subscription_token_is_forbidden(
         assert error["op"] == "error" and error["code"] == "forbidden"
         assert message in error["message"]
         assert (await alice.request("ping"))["op"] == "pong"
-        assert gateway.replica.hub.count("$inbox:alice") == 0
+        assert local_subscribers(gateway.replica.hub, "$inbox:alice") == 0
 
 
 async def test_channels_claim_limits_subscriptions(gateway: LocalGateway) -> None:
@@ -398,7 +399,7 @@ async def test_rate_limited_commands_do_not_run(secured: Callable[..., Any]) -> 
         assert [r["op"] for r in replies] == ["subscribed", "subscribed", "error", "error"]
         assert replies[2]["code"] == "rate_limited"
         hub = gateway.replica.hub
-        assert [hub.count(f"c{n}") for n in range(4)] == [1, 1, 0, 0]
+        assert [local_subscribers(hub, f"c{n}") for n in range(4)] == [1, 1, 0, 0]
 
 
 # The plain-text endpoint
@@ -406,7 +407,9 @@ async def test_rate_limited_commands_do_not_run(secured: Callable[..., Any]) -> 
 
 async def test_plain_text_needs_the_token_in_the_query(gateway: LocalGateway) -> None:
     async with connect(f"{gateway.plain_url}?channel=chat&token={connection_token()}") as ok:
-        await wait_until(lambda: gateway.replica.hub.count("chat") == 1, 5, "subscription")
+        await wait_until(
+            lambda: local_subscribers(gateway.replica.hub, "chat") == 1, 5, "subscription"
+        )
         await ok.send("hello")
         assert await ok.recv() == "hello"
     for query in ("channel=chat", f"channel=chat&token={BAD_TOKENS['forged']()}"):

@@ -1,4 +1,4 @@
-"""A tiny server of Centrifugo's client protocol, built on ``gateway.centrifugo.codec``.
+"""A tiny server of Centrifugo's client protocol, built on ``gateway.wire.centrifugo.codec``.
 
 Enough of the protocol for Centrifugo's SDKs to connect, subscribe (with fossil deltas),
 publish, read history and presence, and answer pings, so that tests can capture the
@@ -21,8 +21,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from gateway.centrifugo import fossil
-from gateway.centrifugo.codec import (
+from gateway.wire.centrifugo import fossil
+from gateway.wire.centrifugo.codec import (
     PROTOBUF_SUBPROTOCOL,
     Encoding,
     decode_commands,
@@ -30,7 +30,7 @@ from gateway.centrifugo.codec import (
     encoding_for,
     is_ping,
 )
-from gateway.centrifugo.protocol_pb2 import ClientInfo, Command, Publication, Reply
+from gateway.wire.centrifugo.protocol_pb2 import ClientInfo, Command, Publication, Reply
 
 EPOCH = "fake-epoch"
 

@@ -12,8 +12,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from gateway.app import create_app
-from gateway.cli import uvicorn_config
+from gateway.cli.serve import uvicorn_config
+from gateway.http.app import create_app
 from gateway.replica import Replica
 from gateway.settings import Settings
 from tests.support.net import free_port, wait_until

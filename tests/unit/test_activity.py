@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.activity import RANK_CHUNK, top_channels, totals
 from gateway.broker.memory import MemoryBroker
-from gateway.hub import Hub
-from gateway.metrics import Stats
+from gateway.core.hub import Hub
+from gateway.core.stats import Stats
+from gateway.ops.activity import RANK_CHUNK, top_channels, totals
 
 
 def test_totals_sum_commands_by_result_and_add_the_hubs_bytes() -> None:

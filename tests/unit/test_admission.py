@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.admission import Admission, TrustedProxies
+from gateway.services.admission import Admission, TrustedProxies
 from gateway.settings import Settings
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.auth import TokenError, TokenVerifier
+from gateway.security.auth import TokenError, TokenVerifier
 from gateway.settings import ConfigError, Settings
 from tests.support.tokens import (
     KEYS,

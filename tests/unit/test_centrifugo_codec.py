@@ -1,4 +1,4 @@
-"""gateway.centrifugo: the generated schema and the frame codec of both encodings."""
+"""gateway.wire.centrifugo: the generated schema and the frame codec of both encodings."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from centrifuge.codecs import _JsonCodec, _ProtobufCodec
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.json_format import MessageToDict
 
-from gateway.centrifugo import protocol_pb2
-from gateway.centrifugo.codec import (
+from gateway.wire.centrifugo import protocol_pb2
+from gateway.wire.centrifugo.codec import (
     PROTOBUF_SUBPROTOCOL,
     CodecError,
     Encoding,
@@ -25,7 +25,7 @@ from gateway.centrifugo.codec import (
     is_ping,
     join_frame,
 )
-from gateway.centrifugo.protocol_pb2 import ClientInfo, Command, Publication, Reply
+from gateway.wire.centrifugo.protocol_pb2 import ClientInfo, Command, Publication, Reply
 from scripts.generate_centrifugo_protocol import OUTPUTS, generate
 from tests.support.gateways import REPO_ROOT
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.channels import is_private, is_valid_channel, namespace_of
+from gateway.wire.channels import is_private, is_valid_channel, namespace_of
 
 
 @pytest.mark.parametrize("name", ["a", "chat:room1", "A-Z_0.9@x/y=z,w", "$private:x", "x" * 255])

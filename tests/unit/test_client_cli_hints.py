@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.client_cli import refusal_hint
+from gateway.cli.client import refusal_hint
 from gateway_client import ClientErrorCode, GatewayClientError
 
 

@@ -9,7 +9,6 @@ import orjson
 import pytest
 
 from gateway_client.policy import (
-    backoff_delay,
     close_action,
     handshake_retryable,
     refresh_delay,
@@ -41,13 +40,6 @@ def _token(claims: dict[str, object]) -> str:
 )
 def test_close_codes_follow_the_protocol_table(code: int, action: str) -> None:
     assert close_action(code) == action
-
-
-def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
-    assert backoff_delay(0, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.05)
-    assert backoff_delay(3, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.4)
-    assert backoff_delay(1000, 0.1, 1.0, lambda: 0.5) == pytest.approx(0.5)
-    assert backoff_delay(4, 0.1, 1.0, lambda: 0.0) == 0.0
 
 
 def test_only_overload_and_not_ready_handshake_refusals_are_retried() -> None:

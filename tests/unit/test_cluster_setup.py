@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli, cluster
+from gateway.cli import cluster
+from gateway.cli import main as cli
 from gateway.settings import ConfigError, child_environment
 
 

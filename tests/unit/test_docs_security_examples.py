@@ -6,8 +6,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from gateway.auth import TokenVerifier
-from gateway.permissions import subscribe_refusal
+from gateway.security.auth import TokenVerifier
+from gateway.security.permissions import subscribe_refusal
 from gateway.settings import NamespaceOptions, Settings
 from tests.support.tokens import SECRET
 

@@ -1,4 +1,4 @@
-"""gateway.centrifugo.fossil: deltas our ``create`` makes are applied right by our
+"""gateway.wire.centrifugo.fossil: deltas our ``create`` makes are applied right by our
 ``apply`` and by centrifuge-python's applier, on hand-made and generated inputs.
 
 centrifuge-js's applier and the reference vectors of centrifuge-python's sdist are in
@@ -16,7 +16,7 @@ from centrifuge.fossil import apply_delta as sdk_apply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.centrifugo import fossil
+from gateway.wire.centrifugo import fossil
 
 
 @st.composite

@@ -7,15 +7,18 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import protocol
 from gateway.broker.base import HistoryPolicy
 from gateway.broker.memory import MemoryBroker
-from gateway.history import HistoryReader, HistorySlice
+from gateway.services.history import HistoryReader, HistorySlice
+from gateway.wire import protocol
 
 POLICY = HistoryPolicy(size=50, ttl=300)
 
 
 class _Ignore:
+    def on_control(self, envelope: bytes) -> None:
+        pass
+
     def on_publication(self, channel: str, envelope: bytes) -> None:
         pass
 

@@ -8,17 +8,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.broker.links import Backoff, CommandLink, describe
+from gateway.broker.links import CommandLink, describe
 from tests.support.net import wait_until
-
-
-def test_backoff_doubles_with_jitter_up_to_its_cap() -> None:
-    backoff = Backoff(0.1, 0.8)
-    delays = [backoff.delay() for _ in range(6)]
-    for delay, ceiling in zip(delays, [0.1, 0.2, 0.4, 0.8, 0.8, 0.8], strict=True):
-        assert ceiling / 2 <= delay <= ceiling
-    backoff.reset()
-    assert backoff.delay() <= 0.1
 
 
 def test_an_error_is_described_with_its_message() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from gateway import logs
+from gateway.ops import logs
 
 
 @pytest.fixture

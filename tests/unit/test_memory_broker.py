@@ -23,6 +23,9 @@ class FakeClock:
 
 
 class Handler:
+    def on_control(self, envelope: bytes) -> None:
+        pass
+
     def on_publication(self, channel: str, envelope: bytes) -> None:
         pass
 

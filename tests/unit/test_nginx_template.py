@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.nginx import (
+from gateway.cli.nginx import (
     TEMPLATE,
     TemplateError,
     main_config,

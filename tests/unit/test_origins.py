@@ -1,10 +1,10 @@
-"""The Origin allow-list (gateway.origins)."""
+"""The Origin allow-list (gateway.security.origins)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.origins import OriginPolicy, is_loopback, normalize_origin
+from gateway.security.origins import OriginPolicy, is_loopback, normalize_origin
 from gateway.settings import ConfigError
 
 

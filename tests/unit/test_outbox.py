@@ -6,7 +6,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from gateway.outbox import MAX_BATCH_BYTES, LoopPasses, Outbox, Outgoing, text_frame
+from gateway.core.frames import Outgoing, text_frame
+from gateway.core.outbox import MAX_BATCH_BYTES, Outbox
+from gateway.core.passes import LoopPasses
 
 
 class FakeSink:
@@ -29,7 +31,7 @@ class FakeSink:
         """What the written frames carried (each one a complete frame)."""
         return [bytes(parse_frame(frame).data) for frame in self.frames]
 
-    async def send(self, payload: bytes) -> None:
+    async def send(self, payload: bytes, binary: bool = False) -> None:
         await self.writable.wait()
         self.sent.append(payload)
 

@@ -1,11 +1,16 @@
-"""Who may subscribe and publish where (gateway.permissions): pure decisions."""
+"""Who may subscribe and publish where (gateway.security.permissions): pure decisions."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.auth import ANONYMOUS, Principal, SubscriptionGrant
-from gateway.permissions import matches_any, publish_refusal, read_refusal, subscribe_refusal
+from gateway.security.auth import ANONYMOUS, Principal, SubscriptionGrant
+from gateway.security.permissions import (
+    matches_any,
+    publish_refusal,
+    read_refusal,
+    subscribe_refusal,
+)
 from gateway.settings import NamespaceOptions
 
 OPEN = NamespaceOptions()

@@ -3,9 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway import protocol
-from gateway.errors import ErrorCode, GatewayError
-from gateway.protocol import (
+from gateway.wire import protocol
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.protocol import (
     Connect,
     History,
     Ping,

@@ -1,16 +1,15 @@
-"""The per-connection command rate (gateway.ratelimit), on a fake clock."""
+"""The per-connection command rate (gateway.security.ratelimit), on a fake clock."""
 
 from __future__ import annotations
 
-from gateway.ratelimit import MIN_STRIKES, STRIKE_WINDOW, CommandLimiter, TokenBucket, Verdict
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from gateway.security.ratelimit import (
+    MIN_STRIKES,
+    STRIKE_WINDOW,
+    CommandLimiter,
+    TokenBucket,
+    Verdict,
+)
+from tests.support.clock import FakeClock
 
 
 def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:

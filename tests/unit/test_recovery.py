@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.recovery import merge
+from gateway.core.recovery import merge
 
 
 def pairs(first: int, last: int) -> list[tuple[int, str]]:

@@ -1,4 +1,4 @@
-"""The log of refused handshakes (gateway.refusals): one warning each, bounded in rate."""
+"""The log of refused handshakes (gateway.ops.refusals): one warning each, bounded in rate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.refusals import LOG_BURST, LOG_RATE, RefusalLog
+from gateway.ops.refusals import LOG_BURST, LOG_RATE, RefusalLog
 
 SCOPE = {
     "type": "websocket",
@@ -26,13 +26,13 @@ class Clock:
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "gateway.refusals"]
+    return [r.getMessage() for r in caplog.records if r.name == "gateway.ops.refusals"]
 
 
 def test_a_refusal_is_one_warning_with_status_path_origin_client_and_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.refusals")
+    caplog.set_level(logging.WARNING, logger="gateway.ops.refusals")
     RefusalLog().refused(SCOPE, 403, "origin 'https://evil.example' not allowed")
     RefusalLog().refused({**SCOPE, "client": ("::1", 7), "headers": []}, 503, "draining")
     assert lines(caplog) == [
@@ -47,7 +47,7 @@ def test_a_refusal_is_one_warning_with_status_path_origin_client_and_reason(
 def test_a_flood_of_refusals_is_logged_at_a_bounded_rate_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.refusals")
+    caplog.set_level(logging.WARNING, logger="gateway.ops.refusals")
     clock = Clock()
     log = RefusalLog(clock)
     for _ in range(LOG_BURST + 1000):

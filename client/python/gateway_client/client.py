@@ -1,9 +1,11 @@
 """The asyncio client: one connection to the gateway that stays up.
 
 It reconnects with exponential backoff and full jitter (trying each URL in turn), honours
-the protocol's close codes, keeps a connection token fresh, and resubscribes every
-channel with ``since`` so nothing published meanwhile is lost; what cannot be recovered
-is reported on the subscription's "unrecovered" event.
+the protocol's close codes and the server's `disconnect` frame (its ``reconnect``), keeps a
+connection token fresh, and resubscribes every channel with ``since`` so nothing published
+meanwhile is lost; what cannot be recovered is reported on the subscription's
+"unrecovered" event. The protocol's values (subprotocol, the code table, the continuity
+rule) come from `gateway.wire`, the server's own.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
+from gateway.aio.backoff import Backoff
+from gateway.aio.tasks import TaskSet
+from gateway.wire.errors import RETRYABLE_SUBSCRIBE_ERRORS
+from gateway.wire.protocol import SUBPROTOCOL
 from gateway_client.errors import ClientErrorCode, GatewayClientError
 from gateway_client.policy import (
-    backoff_delay,
     close_action,
     handshake_retryable,
     refresh_delay,
@@ -36,12 +41,10 @@ from gateway_client.stream import Position, advance
 
 log = logging.getLogger(__name__)
 
-SUBPROTOCOL = "pubsub.v1"
 BATCH_CHARS = 8192
 """Commands queued together are sent as one NDJSON frame of at most this many characters."""
 REASON_CHARACTERS = 300
 """Most characters of a refused handshake's HTTP body kept in ``last_error``."""
-RETRYABLE_SUBSCRIBE_ERRORS = frozenset({"unavailable", "internal", "rate_limited"})
 
 Frame = dict[str, Any]
 Listener = Callable[[Any], object]
@@ -164,7 +167,7 @@ class Subscription(_Emitter):
         )
         self.last_subscribed: Frame | None = None
         self._token = token
-        self._attempt = 0
+        self._backoff = Backoff(client.min_delay, client.max_delay)
         self._subscribed_once = False
         self._messages = _Messages()
         self._waiters: list[asyncio.Future[Frame]] = []
@@ -209,7 +212,7 @@ class Subscription(_Emitter):
 
     def _on_subscribed(self, frame: Frame, since: Position | None) -> None:
         self.state = "subscribed"
-        self._attempt = 0
+        self._backoff.reset()
         resubscribed, self._subscribed_once = self._subscribed_once, True
         recovered = since is not None and frame.get("recovered") is True
         offset, epoch = frame.get("offset", 0), frame.get("epoch") or ""
@@ -307,7 +310,7 @@ class _Socket:
     welcomed: bool = False
     welcomed_at: float = 0.0
     disconnect: Frame | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: TaskSet = field(default_factory=TaskSet)
     outgoing: list[str] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -400,7 +403,7 @@ class GatewayClient(_Emitter):
         self._token = token if isinstance(token, str) else None
         self._ids = itertools.count(1)
         self._url_index = 0
-        self._attempt = 0
+        self._backoff = Backoff(min_delay, max_delay, stable_after=stable_after)
         self._failures = 0
         self._socket: _Socket | None = None
         self._queue: list[_Request] = []
@@ -410,7 +413,7 @@ class GatewayClient(_Emitter):
         self._refusal: GatewayClientError | None = None
         self._connected_waiters: list[asyncio.Future[Frame]] = []
         self._feeds: set[_Messages] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     async def __aenter__(self) -> GatewayClient:
         self.start()
@@ -444,7 +447,7 @@ class GatewayClient(_Emitter):
         if runner is not None and not runner.done():
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
-        await self._cancel_tasks(self._tasks)
+        await self._tasks.close()
         was_connected = self.state != "disconnected"
         self.state = "disconnected"
         self._stop(GatewayClientError(ClientErrorCode.CLOSED, "the client was closed"), None)
@@ -566,11 +569,11 @@ class GatewayClient(_Emitter):
         while not self._closed:
             url = self.urls[self._url_index % len(self.urls)]
             self.state = "connecting"
-            self._emit("connecting", {"attempt": self._attempt, "url": url})
-            code, reason, retryable = await self._session(url)
+            self._emit("connecting", {"attempt": self._backoff.attempt, "url": url})
+            code, reason, retryable, reconnect = await self._session(url)
             self._url_index += 1
             self.welcome = None
-            action = close_action(code) if retryable else "stop"
+            action = close_action(code, reconnect) if retryable else "stop"
             if action == "refresh":
                 if callable(self._token_option):
                     self._token = None
@@ -592,27 +595,23 @@ class GatewayClient(_Emitter):
                 )
                 self._stop(error, {"code": code, "reason": reason})
                 return
-            delay = 0.0 if action == "now" else self._next_delay()
+            delay = 0.0 if action == "now" else self._backoff.delay()
             self.state = "disconnected"
             self._emit(
                 "disconnected", {"code": code, "reason": reason, "reconnect": True, "delay": delay}
             )
             await asyncio.sleep(delay)
 
-    def _next_delay(self) -> float:
-        delay = backoff_delay(self._attempt, self.min_delay, self.max_delay)
-        self._attempt += 1
-        return delay
-
-    async def _session(self, url: str) -> tuple[int, str, bool]:
-        """One connection from handshake to close: (close code, reason, may reconnect)."""
+    async def _session(self, url: str) -> tuple[int, str, bool, bool | None]:
+        """One connection from handshake to close: (close code, reason, may reconnect, the
+        ``reconnect`` of the server's `disconnect` frame if it sent one)."""
         self._refusal = None
         try:
             token = await self._connection_token()
         except Exception as exc:
             self._failures += 1
             self._note_error(GatewayClientError("unauthorized", f"token getter failed: {exc}"))
-            return 4001, "no token", True
+            return 4001, "no token", True, None
         try:
             ws = await connect(
                 with_name(url, self.name),
@@ -630,13 +629,13 @@ class GatewayClient(_Emitter):
             why = (exc.response.body or b"").decode(errors="replace").strip()[:REASON_CHARACTERS]
             self.last_error = f"handshake refused with HTTP {status}" + (f": {why}" if why else "")
             if handshake_retryable(status):
-                return 1006, self.last_error, True
+                return 1006, self.last_error, True, None
             detail = f"{url} refused the WebSocket handshake with HTTP {status}"
             return self._refuse(f"{detail}: {why}" if why else detail, status)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             self._failures += 1
             self.last_error = f"cannot connect to {url}: {exc or type(exc).__name__}"
-            return 1006, self.last_error, True
+            return 1006, self.last_error, True, None
         if ws.subprotocol != SUBPROTOCOL:
             await ws.close()
             self._failures += 1
@@ -650,7 +649,7 @@ class GatewayClient(_Emitter):
         try:
             if token:
                 socket.send({"op": "connect", "token": token})
-            self._own(socket, socket.write_loop())
+            socket.tasks.spawn(socket.write_loop())
             async with asyncio.timeout(self.open_timeout) as welcome_deadline:
                 while not socket.welcomed:
                     await self._receive(socket)
@@ -662,23 +661,23 @@ class GatewayClient(_Emitter):
         except TimeoutError:
             self.last_error = "no welcome in time"
             self._failures += 1
-            return 1006, self.last_error, True
+            return 1006, self.last_error, True, None
         finally:
             await self._detach(socket)
             await ws.close()
         code = ws.close_code if ws.close_code is not None else 1006
-        reason = ws.close_reason or (socket.disconnect or {}).get("reason", "")
+        disconnect = socket.disconnect or {}
+        reason = ws.close_reason or disconnect.get("reason", "")
+        reconnect = disconnect.get("reconnect")
         if not socket.welcomed:
             self._failures += 1
-        elif time.monotonic() - socket.welcomed_at >= self.stable_after:
-            self._attempt = 0
-        return code, reason, True
+        return code, reason, True, reconnect if isinstance(reconnect, bool) else None
 
-    def _refuse(self, message: str, status: int | None) -> tuple[int, str, bool]:
+    def _refuse(self, message: str, status: int | None) -> tuple[int, str, bool, bool | None]:
         """A handshake that no retry will change: the client stops with `refused`."""
         self.last_error = message
         self._refusal = GatewayClientError(ClientErrorCode.REFUSED, message, status=status)
-        return 1006, message, False
+        return 1006, message, False, None
 
     async def _connection_token(self) -> str | None:
         option = self._token_option
@@ -740,10 +739,11 @@ class GatewayClient(_Emitter):
         socket.welcomed = True
         socket.welcomed_at = time.monotonic()
         self._failures = 0
+        self._backoff.succeeded()
         self.welcome = {**frame, "url": socket.url}
         self.state = "connected"
         if callable(self._token_option) and socket.token:
-            self._own(socket, self._refresh_loop(socket))
+            socket.tasks.spawn(self._refresh_loop(socket))
         for subscription in list(self.subscriptions.values()):
             self._send_subscribe(subscription)
         queued, self._queue = self._queue, []
@@ -772,7 +772,7 @@ class GatewayClient(_Emitter):
         subscription.state = "subscribing"
         token_option = subscription._token
         if callable(token_option):
-            self._own(socket, self._subscribe_with_token(socket, subscription, token_option))
+            socket.tasks.spawn(self._subscribe_with_token(socket, subscription, token_option))
         else:
             self._send_subscribe_command(subscription, token_option)
 
@@ -805,9 +805,8 @@ class GatewayClient(_Emitter):
         if error.code in RETRYABLE_SUBSCRIBE_ERRORS:
             subscription.state = "pending"
             subscription._emit("error", error)
-            delay = backoff_delay(subscription._attempt, self.min_delay, self.max_delay)
-            subscription._attempt += 1
-            self._spawn(self._resubscribe_later(subscription, delay))
+            delay = subscription._backoff.delay()
+            self._tasks.spawn(self._resubscribe_later(subscription, delay))
             return
         del self.subscriptions[subscription.channel]
         subscription._emit("error", error)
@@ -825,7 +824,8 @@ class GatewayClient(_Emitter):
         live = subscription.state in ("subscribed", "subscribing")
         subscription._end("unsubscribed", None)
         if live and self.state == "connected":
-            self._spawn(self._quietly(self.request("unsubscribe", channel=subscription.channel)))
+            unsubscribing = self.request("unsubscribe", channel=subscription.channel)
+            self._tasks.spawn(self._quietly(unsubscribing))
         subscription._emit("unsubscribed", {"channel": subscription.channel})
 
     async def _refresh_loop(self, socket: _Socket) -> None:
@@ -848,7 +848,7 @@ class GatewayClient(_Emitter):
     async def _detach(self, socket: _Socket) -> None:
         if self._socket is socket:
             self._socket = None
-        await self._cancel_tasks(socket.tasks)
+        await socket.tasks.close()
         for command_id, request in list(self._pending.items()):
             if request.socket is socket:
                 del self._pending[command_id]
@@ -885,27 +885,10 @@ class GatewayClient(_Emitter):
         self.last_error = str(error)
         self._emit("error", error)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _own(self, socket: _Socket, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        socket.tasks.add(task)
-        task.add_done_callback(socket.tasks.discard)
-
     @staticmethod
     async def _quietly(work: Awaitable[Any]) -> None:
         with contextlib.suppress(GatewayClientError):
             await work
-
-    @staticmethod
-    async def _cancel_tasks(tasks: set[asyncio.Task[None]]) -> None:
-        pending = [task for task in tasks if not task.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def check_url(url: str) -> None:

@@ -1,36 +1,29 @@
-"""When to reconnect and when to refresh a token. Pure: values in, values out."""
+"""When to reconnect and when to refresh a token. Pure: values in, values out.
+
+What each close code asks of a client is the server's own table (`gateway.wire.errors`).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import random
-from collections.abc import Callable
-from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-CloseAction = Literal["stop", "refresh", "now", "backoff"]
+from gateway.wire.errors import ClientAction as CloseAction
+from gateway.wire.errors import close_action
 
-_STOP = frozenset({1000, 1003, 1009, 4003})
-_NOW = frozenset({1001, 1012})
+__all__ = [
+    "CloseAction",
+    "close_action",
+    "handshake_retryable",
+    "refresh_delay",
+    "token_expiry",
+    "with_name",
+]
+
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def close_action(code: int) -> CloseAction:
-    """What to do after the server closed with ``code``, per the protocol's close-code table.
-
-    "stop"; "refresh" (get a new token, then reconnect); "now" (reconnect at once, to the
-    next URL); or "backoff".
-    """
-    if code in _STOP:
-        return "stop"
-    if code == 4001:
-        return "refresh"
-    if code in _NOW:
-        return "now"
-    return "backoff"
 
 
 def handshake_retryable(status: int) -> bool:
@@ -51,16 +44,6 @@ def with_name(url: str, name: str | None) -> str:
         if key != "name"
     ]
     return urlunsplit(parts._replace(query=urlencode([*query, ("name", chosen)])))
-
-
-def backoff_delay(
-    attempt: int,
-    min_delay: float,
-    max_delay: float,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Full jitter: a random delay in [0, min(max_delay, min_delay * 2**attempt))."""
-    return rand() * min(max_delay, min_delay * 2.0 ** min(attempt, 62))
 
 
 def token_expiry(token: str) -> float | None:

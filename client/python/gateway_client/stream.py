@@ -1,11 +1,14 @@
-"""A channel's position in its history, and what each arriving message does to it. Pure."""
+"""A channel's position in its history, and what each arriving message does to it. Pure.
+
+The rule itself is the server's (`gateway.wire.continuity`), which the hub follows too.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Verdict = Literal["deliver", "duplicate", "gap", "epoch"]
+from gateway.wire.continuity import DELIVER, DUPLICATE, GAP, Verdict, judge, missed
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +48,10 @@ def advance(position: Position | None, frame: dict[str, Any]) -> Step:
         epoch = position.epoch if position else ""
     following = Position(offset, epoch)
     if position is None:
-        return Step("deliver", following)
-    if epoch != position.epoch:
-        return Step("epoch", following)
-    if offset <= position.offset:
-        return Step("duplicate", position)
-    missed = offset - position.offset - 1
-    return Step("gap" if missed else "deliver", following, missed)
+        return Step(DELIVER, following)
+    verdict = judge(position.offset, position.epoch, offset, epoch)
+    if verdict == DUPLICATE:
+        return Step(verdict, position)
+    if verdict == GAP:
+        return Step(verdict, following, missed(position.offset, offset))
+    return Step(verdict, following)

@@ -1,0 +1,113 @@
+"""The HTTP protocol ``gateway serve`` runs: uvicorn's httptools protocol with a deadline
+on each request and the connection reported to the replica's `Admission` while half-open.
+
+uvicorn times out a connection that is idle between requests (``timeout_keep_alive``), but
+not one that never finishes a request: a client sending nothing, or one header line every
+few seconds (slowloris), would hold its socket forever. Here every request must be complete
+(headers, and body if any; for a WebSocket, the handshake request) within
+``handshake_timeout`` seconds of the connection's accept, or of its first byte on a
+connection kept alive. Otherwise the connection is answered 408, if the application has
+not seen the request yet, and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.services.admission import Admission, HalfOpen
+
+log = logging.getLogger(__name__)
+
+KEEP_ALIVE_SECONDS = 5
+"""uvicorn's default idle time between requests on a kept-alive connection."""
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """Bound to one replica by `http_protocol`; uvicorn makes one per TCP connection."""
+
+    admission: ClassVar[Admission]
+    handshake_timeout: ClassVar[float]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: HalfOpen | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._request_seen = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._pending = self.admission.accept(self.client[0] if self.client else None)
+        self._start_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._request_done()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._request_seen = False
+        if self._deadline is None and self._pending is not None:
+            self._pending.hold()
+            self._start_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._request_seen = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._request_done()
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._request_done()
+        super().handle_websocket_upgrade()
+
+    def _start_deadline(self) -> None:
+        self._deadline = self.loop.call_later(self.handshake_timeout, self._too_slow)
+
+    def _request_done(self) -> None:
+        if self._pending is not None:
+            self._pending.release()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._pending is not None:
+            self._pending.release()
+        if self.transport.is_closing():
+            return
+        self.admission.handshake_timeouts += 1
+        log.debug("http.request_timeout peer=%s seconds=%g", self.client, self.handshake_timeout)
+        if not self._request_seen:
+            self.transport.write(_timeout_response(self.handshake_timeout))
+        self.transport.close()
+
+
+def http_protocol(admission: Admission, handshake_timeout: float) -> type[GatewayHttpProtocol]:
+    """The protocol class to give uvicorn (``Config(http=...)``) for one replica."""
+    bound = {"admission": admission, "handshake_timeout": handshake_timeout}
+    return type("ReplicaHttpProtocol", (GatewayHttpProtocol,), bound)
+
+
+def keep_alive_seconds(handshake_timeout: float) -> int:
+    """How long a connection may idle between requests: uvicorn's 5 s, or less when the
+    handshake timeout is shorter (an idle connection is no cheaper than a slow one)."""
+    return max(1, min(KEEP_ALIVE_SECONDS, math.ceil(handshake_timeout)))
+
+
+def _timeout_response(seconds: float) -> bytes:
+    body = f"the request was not complete within {seconds:g} s\n".encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
