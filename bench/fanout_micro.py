@@ -108,22 +108,25 @@ class Rig:
             gc.freeze()
 
     async def _build(self) -> None:
-        from gateway.broker.base import HistoryPolicy, envelope, now_us
+        from gateway.broker.base import BrokerRoutes
         from gateway.broker.memory import MemoryBroker
-        from gateway.control import ControlPlane
-        from gateway.hub import Hub
-        from gateway.metrics import Metrics
-        from gateway.outbox import LoopPasses, Outbox
-        from gateway.protocol import StreamPosition, close_message, message_head
-        from gateway.transport import DirectSink
+        from gateway.core.history import HistoryPolicy
+        from gateway.core.hub import Hub
+        from gateway.core.outbox import Outbox
+        from gateway.core.passes import LoopPasses
+        from gateway.ops.metrics import Metrics
+        from gateway.transport.sinks import DirectSink
+        from gateway.wire.envelope import envelope, now_us
+        from gateway.wire.protocol import StreamPosition, close_message, message_head
 
         args = self.args
         broker = MemoryBroker()
-        self.metrics = Metrics(_NoReplica())  # type: ignore[arg-type]
+        self.metrics = Metrics()
         self.hub = Hub(broker, self.metrics.publish_to_deliver.observe)
-        control = ControlPlane.__new__(ControlPlane)
-        self.handler = control.tap(self.hub)
-        await broker.start(self.handler)
+        self.handler = self.hub
+        await broker.start(
+            BrokerRoutes(self.hub.on_publication, lambda _: None, self.hub.on_reconnected)
+        )
         passes = LoopPasses()
         history = HistoryPolicy(100, 300.0) if args.history else None
         self.sinks: list[_Transport] = []
@@ -144,10 +147,10 @@ class Rig:
             )
             subscriber = _Subscriber(outbox)
             self.subscribers.append(subscriber)
-            await self.hub.subscribe(CHANNEL, subscriber, history)
+            joined = await self.hub.subscribe(CHANNEL, subscriber, history)
         head = message_head(CHANNEL, DATA, "client-id-1234", None)
-        self.epoch = self.hub.position(CHANNEL).epoch if args.history else ""
-        self.offset = self.hub.position(CHANNEL).offset if args.history else 0
+        self.epoch = joined.epoch if joined is not None else ""
+        self.offset = joined.offset if joined is not None else 0
         self._close_message = close_message
         self._envelope = envelope
         self._position = StreamPosition
@@ -302,10 +305,6 @@ class _Subscriber:
         raise AssertionError(f"a subscriber was closed: {reason}")
 
 
-class _NoReplica:
-    """Metrics needs a replica only for its collector, which is never collected here."""
-
-
 _CONFIG: Any = None
 
 
@@ -315,7 +314,7 @@ def _protocol() -> Any:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
-    from gateway.transport import GatewayWebSocketProtocol
+    from gateway.transport.websocket import GatewayWebSocketProtocol
 
     if _CONFIG is None:
 

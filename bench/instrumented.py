@@ -143,7 +143,7 @@ def main() -> int:
 
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         return 0
-    from gateway import cli
+    from gateway.cli import main as cli
     from gateway.replica import Replica
 
     instrument(Replica)
