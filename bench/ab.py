@@ -34,6 +34,8 @@ FIGURES = (
     ("server_cpu_ms_per_connection", "server ms/connection"),
     ("kib_per_connection", "KiB/connection"),
     ("replica_cpu_ms_per_s", "idle ms/s"),
+    ("gc_ms", "GC ms (all replicas)"),
+    ("gc_worst_ms", "worst GC pause ms"),
     ("other_work_cpus", "other work"),
 )
 
@@ -74,6 +76,15 @@ def flatten(figures: dict[str, Any]) -> dict[str, float]:
     for quantile in ("p50", "p99"):
         if readyz.get(quantile) is not None:
             flat[f"readyz_{quantile}_ms"] = readyz[quantile]
+    pauses = [
+        generation
+        for replica in (figures.get("instruments") or {}).values()
+        for name, generation in replica["gc"].items()
+        if name.startswith("gen")
+    ]
+    if pauses:
+        flat["gc_ms"] = sum(generation["total_ms"] for generation in pauses)
+        flat["gc_worst_ms"] = max(generation["max_ms"] or 0.0 for generation in pauses)
     if "replica_cpu_ms_per_s" in figures:
         flat["replica_cpu_ms_per_s"] = statistics.mean(figures["replica_cpu_ms_per_s"])
     return flat

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from gateway import redaction
 from gateway.http.app import create_app
 from gateway.ops import logs
+from gateway.ops.collector import settle_after_start
 from gateway.replica import Replica
 from gateway.settings import ConfigError, Settings, load_settings, warn_unknown_variables
 from gateway.transport import ports
@@ -46,6 +47,8 @@ class GatewayServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started:
+            settle_after_start()
         if self.started and self._listening:
             log.info("server.listening %s", self._listening)
 
