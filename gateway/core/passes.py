@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+
 class Deferred(Protocol):
     """Something that writes what it held back once the pass ends (an outbox)."""
 
