@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     ping_seconds: float = Field(default=25, gt=0)
     drain_seconds: float = Field(default=10, ge=0)
     connect_timeout: float = Field(default=10, gt=0)
+    hook_timeout: float = Field(default=10, gt=0)
     broker_timeout: float = Field(default=5, gt=0)
     presence_ttl: float = Field(default=15, gt=0)
     permessage_deflate: bool = False
