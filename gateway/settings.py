@@ -196,6 +196,25 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
         raise ConfigError(_describe(exc, path)) from None
 
 
+def with_overrides(base: Settings, config: Path | str | None = None, **overrides: Any) -> Settings:
+    """``base`` with the keys of the TOML file ``config`` over it, and ``overrides`` over
+    those; the environment is not read again (``gateway serve --app`` applies its options
+    to the settings an application built).
+
+    Raises:
+        ConfigError: as `load_settings`.
+    """
+    path = Path(config) if config else None
+    values: dict[str, Any] = base.model_dump()
+    if path is not None:
+        values.update(_read_toml(path), config=path)
+    values.update(overrides)
+    try:
+        return type(base).model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
 def child_environment(**settings: str | int | float | bool) -> dict[str, str]:
     """This process's environment plus ``GATEWAY_*`` variables for ``settings``.
 
