@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -11,7 +11,7 @@ from gateway import Gateway, PublishRequest
 from gateway.settings import Settings
 
 
-class Mood(str, Enum):
+class Mood(StrEnum):
     HAPPY = "happy"
     GRUMPY = "grumpy"
 
