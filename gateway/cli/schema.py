@@ -9,7 +9,7 @@ generates every model's schema (validation mode: what a client sends), with one 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
@@ -28,7 +28,8 @@ def channel_schema(hooks: Hooks) -> dict[str, Any]:
             hooks.models().items(), key=lambda item: (item[0] is None, item[0] or "")
         )
     }
-    inputs = [(name, "validation", TypeAdapter(model)) for name, model in models.items()]
+    validation: Literal["validation"] = "validation"
+    inputs = [(name, validation, TypeAdapter(model)) for name, model in models.items()]
     schemas, definitions = TypeAdapter.json_schemas(inputs, ref_template="#/$defs/{model}")
     document: dict[str, Any] = {
         "$schema": DIALECT,

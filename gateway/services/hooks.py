@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -375,10 +375,19 @@ class Hooks:
             pass
 
     async def _run(self, hook: Hook, request: Any, kind: str) -> Any:
+        """Run a hook within ``timeout``. An ``async def`` hook that finishes without ever
+        waiting (validation, a dictionary look-up) costs no timer: its first step runs at
+        once, and only a hook that suspends is resumed under `asyncio.timeout`."""
         try:
+            if hook.asynchronous:
+                coroutine = hook.function(request)
+                try:
+                    first = coroutine.send(None)
+                except StopIteration as done:
+                    return done.value
+                async with asyncio.timeout(self.timeout):
+                    return await _Resumed(coroutine, first)
             async with asyncio.timeout(self.timeout):
-                if hook.asynchronous:
-                    return await hook.function(request)
                 result = await run_in_threadpool(hook.function, request)
                 if inspect.isawaitable(result):
                     return await result
@@ -409,6 +418,34 @@ class Hooks:
             log.error("hook.bad_result hook=%s error=%s", hook.name, exc)
             raise GatewayError(ErrorCode.INTERNAL, "internal error") from None
         return result
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine whose first step already ran and yielded ``first``:
+    what ``await`` would have done from there (futures pass through to the task, and so do
+    cancellations, into the coroutine)."""
+
+    __slots__ = ("_coroutine", "_first")
+
+    def __init__(self, coroutine: Any, first: Any) -> None:
+        self._coroutine = coroutine
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, yielded = self._coroutine, self._first
+        while True:
+            try:
+                sent = yield yielded
+            except BaseException as error:  # thrown in by the task (a cancellation)
+                try:
+                    yielded = coroutine.throw(error)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 def json_value(data: Any) -> Any:
