@@ -137,12 +137,13 @@ class Endpoints:
             admitted = not connection.closing
             await connection.run()
         finally:
-            self._admission.closed(address)
-            self._connections.remove(connection)
-            if admitted:
-                await hooks.disconnect(
-                    connection.id, connection.user, connection.close_code or 1005
-                )
+            try:
+                if admitted:
+                    code = connection.close_code or 1005
+                    await hooks.disconnect(connection.id, connection.user, code)
+            finally:
+                self._admission.closed(address)
+                self._connections.remove(connection)
 
 
 async def identify(
