@@ -13,6 +13,8 @@ to the settings of a gateway that a module only declared and mounted.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -33,6 +35,11 @@ from gateway.wire.channels import valid_channel
 from gateway.wire.protocol import StreamPosition
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
+
+START_POLL_SECONDS = 0.01
+"""How often the lifespan looks whether the replica is ready yet, at start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,7 @@ class Gateway:
         replica = self.replica
         if self._entered == 0:
             await replica.start()
+            await self._until_ready(replica)
         self._entered += 1
         try:
             yield
@@ -119,6 +127,19 @@ class Gateway:
             self._entered -= 1
             if self._entered == 0:
                 await replica.stop()
+
+    async def _until_ready(self, replica: Replica) -> None:
+        """Wait (up to ``broker_timeout``) until the replica is ready (`/readyz`): the
+        application's own start-up may then publish, and its server's first clients are
+        admitted. A replica not ready by then is logged, and goes on reaching its broker in
+        the background as ever (publications meanwhile: `unavailable`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.broker_timeout
+        while not (ready := replica.readiness())[0]:
+            if loop.time() >= deadline:
+                log.warning("gateway.not_ready_at_start reason=%s", ready[1])
+                return
+            await asyncio.sleep(START_POLL_SECONDS)
 
     def mount(self, app: Starlette, prefix: str) -> None:
         """Mount the gateway at ``prefix`` of ``app`` (WebSocket at ``{prefix}/ws``) and run
