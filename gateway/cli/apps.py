@@ -35,7 +35,9 @@ def load_gateway(spec: str) -> Gateway:
         try:
             value = getattr(value, part)
         except AttributeError:
-            raise ConfigError(f"--app {spec}: module {module_name!r} has no {attribute!r}") from None
+            raise ConfigError(
+                f"--app {spec}: module {module_name!r} has no {attribute!r}"
+            ) from None
     if not isinstance(value, Gateway):
         raise ConfigError(
             f"--app {spec}: {attribute} is a {type(value).__name__}, not a gateway.Gateway"

@@ -41,7 +41,11 @@ def declarations(document: Mapping[str, Any], name: str | None = None) -> str:
     parts = [HEADER]
     for key, schema in definitions.items():
         parts.append(emitter.declaration(emitter.names[key], schema))
-    parts.append(emitter.declaration(name or _type_name(document.get("title", "Channels")), document, alias=True))
+    parts.append(
+        emitter.declaration(
+            name or _type_name(document.get("title", "Channels")), document, alias=True
+        )
+    )
     return "\n".join(parts)
 
 
