@@ -18,15 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 
-from bench.history_cost import ROOT, one_round, wait_ready
-from bench.processes import free_port
+from bench.history_cost import one_round, replica_on_redis
 
 KINDS = ("plain", "hooked", "typed", "threaded")
 
@@ -63,39 +57,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    redis_port, port = free_port(), free_port()
-    redis = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(redis_port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            tempfile.mkdtemp(),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        GATEWAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        GATEWAY_RATE="0",  # publishers send batches far above the per-connection rate limit
-    )
-    command = [sys.executable, "-m", "gateway", "serve", "--app", "bench.hook_app:gw"]
-    command += ["--port", str(port), "--log-level", "warning"]
-    gateway = subprocess.Popen(command, env=env, cwd=ROOT)
-    try:
-        wait_ready(port, gateway)
-        url = f"ws://127.0.0.1:{port}/ws"
-        result = asyncio.run(measure(url, gateway.pid, args.publishers, args.messages, args.rounds))
-        print(json.dumps(result, indent=2))
-    finally:
-        gateway.terminate()
-        gateway.wait(20)
-        redis.kill()
+    with replica_on_redis({}, "--app", "bench.hook_app:gw") as (url, pid):
+        result = asyncio.run(measure(url, pid, args.publishers, args.messages, args.rounds))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
