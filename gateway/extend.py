@@ -110,8 +110,9 @@ class Gateway:
 
     def lifespan(self, app: Any = None) -> AbstractAsyncContextManager[None]:
         """Start the replica on entry and stop it on exit: ``FastAPI(lifespan=gw.lifespan)``,
-        or ``async with gw.lifespan(app):`` inside the application's own lifespan. Nested
-        entries (a mounted gateway whose app also names it) start and stop it once."""
+        or ``async with gw.lifespan(app):`` inside the application's own lifespan (then
+        ``await gw.ready()`` before publishing there). Nested entries (a mounted gateway
+        whose app also names it) start and stop it once."""
         return self._running()
 
     @asynccontextmanager
@@ -119,7 +120,6 @@ class Gateway:
         replica = self.replica
         if self._entered == 0:
             await replica.start()
-            await self._until_ready(replica)
         self._entered += 1
         try:
             yield
@@ -128,27 +128,37 @@ class Gateway:
             if self._entered == 0:
                 await replica.stop()
 
-    async def _until_ready(self, replica: Replica) -> None:
-        """Wait (up to ``broker_timeout``) until the replica is ready (`/readyz`): the
-        application's own start-up may then publish, and its server's first clients are
-        admitted. A replica not ready by then is logged, and goes on reaching its broker in
-        the background as ever (publications meanwhile: `unavailable`)."""
+    async def ready(self, seconds: float | None = None) -> bool:
+        """Wait until the started replica is ready (`/readyz`: its broker reached, its
+        control channel and registry entry live), at most ``seconds`` (default
+        ``broker_timeout``); whether it is. A replica that is not goes on reaching its
+        broker in the background (publications meanwhile: `unavailable`)."""
+        replica = self.replica
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.broker_timeout
-        while not (ready := replica.readiness())[0]:
+        deadline = loop.time() + (self._settings.broker_timeout if seconds is None else seconds)
+        while not replica.readiness()[0]:
             if loop.time() >= deadline:
-                log.warning("gateway.not_ready_at_start reason=%s", ready[1])
-                return
+                return False
             await asyncio.sleep(START_POLL_SECONDS)
+        return True
+
+    @asynccontextmanager
+    async def _mounted(self) -> AsyncIterator[None]:
+        """The lifespan of a mounted gateway: the application's own start-up, which runs
+        next, finds it ready (or `ready` timed out, logged)."""
+        async with self.lifespan():
+            if not await self.ready():
+                log.warning("gateway.not_ready_at_start reason=%s", self.replica.readiness()[1])
+            yield
 
     def mount(self, app: Starlette, prefix: str) -> None:
         """Mount the gateway at ``prefix`` of ``app`` (WebSocket at ``{prefix}/ws``) and run
         its lifespan around ``app``'s own, which keeps running: the gateway starts before
-        it and stops after it, so that lifespan may publish at either end. Call it before
-        ``app`` starts serving."""
+        it (once ready, or after ``broker_timeout``) and stops after it, so that lifespan may
+        publish at either end. Call it before ``app`` starts serving."""
         app.mount(prefix, self._asgi)
         app.router.lifespan_context = chain_lifespans(
-            lambda _: self.lifespan(), None, app.router.lifespan_context
+            lambda _: self._mounted(), None, app.router.lifespan_context
         )
 
     async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
+from gateway.ops import logs
 from gateway.ops.refusals import REFUSALS
 from gateway.security.auth import ANONYMOUS, Principal, TokenError, TokenVerifier, anonymous
 from gateway.security.guard import Security
@@ -123,6 +124,7 @@ class Endpoints:
         """
         address = client_address(scope)
         hooks = self._context.hooks
+        logs.client_id.set(connection.id)
         self._connections.add(connection)
         self._admission.opened(address)
         admitted = False
