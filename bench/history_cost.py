@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -107,13 +109,10 @@ async def measure(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--publishers", type=int, default=8)
-    parser.add_argument("--messages", type=int, default=500, help="per publisher and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-
+@contextlib.contextmanager
+def replica_on_redis(env: dict[str, str], *serve_args: str) -> Iterator[tuple[str, int]]:
+    """A throwaway redis-server and one ``gateway serve`` replica on it (with ``env`` and
+    ``serve_args``), ready; yields the replica's WebSocket URL and pid."""
     redis_port, port = free_port(), free_port()
     redis = subprocess.Popen(
         [
@@ -129,34 +128,43 @@ def main() -> None:
         ],
         stdout=subprocess.DEVNULL,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    environment.update(
         PYTHONPATH=str(ROOT),
         GATEWAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        GATEWAY_NAMESPACES=json.dumps({"plain": {"history_size": 0}}),
         GATEWAY_RATE="0",  # publishers send batches far above the per-connection rate limit
+        **env,
     )
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=ROOT,
-    )
+    command = [sys.executable, "-m", "gateway", "serve", *serve_args]
+    command += ["--port", str(port), "--log-level", "warning"]
+    gateway = subprocess.Popen(command, env=environment, cwd=ROOT)
     try:
         wait_ready(port, gateway)
-        url = f"ws://127.0.0.1:{port}/ws"
-        result = asyncio.run(measure(url, gateway.pid, args.publishers, args.messages, args.rounds))
-        result["ratio"] = {
-            "publishes_per_second": round(
-                result["with_history"]["publishes_per_second"]
-                / result["without_history"]["publishes_per_second"],
-                3,
-            )
-        }
-        print(json.dumps(result, indent=2))
+        yield f"ws://127.0.0.1:{port}/ws", gateway.pid
     finally:
         gateway.terminate()
         gateway.wait(20)
         redis.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--publishers", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=500, help="per publisher and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    namespaces = json.dumps({"plain": {"history_size": 0}})
+    with replica_on_redis({"GATEWAY_NAMESPACES": namespaces}) as (url, pid):
+        result = asyncio.run(measure(url, pid, args.publishers, args.messages, args.rounds))
+    result["ratio"] = {
+        "publishes_per_second": round(
+            result["with_history"]["publishes_per_second"]
+            / result["without_history"]["publishes_per_second"],
+            3,
+        )
+    }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ export type ServerErrorCode =
   | "rate_limited"
   | "too_large"
   | "unavailable"
-  | "internal";
+  | "internal"
+  | "unknown_method"
+  | "invalid_data";
 
 /** Codes the client produces itself. */
 export declare const ClientErrorCode: {
@@ -31,7 +33,41 @@ export declare class GatewayError extends Error {
   readonly code: ServerErrorCode | ClientErrorCodeValue | string;
   /** The `error` frame, when the server sent one. */
   readonly frame: Frame | null;
+  /** What exactly was wrong, when the server said (`invalid_data`: the validation errors). */
+  readonly details: ValidationErrorDetail[] | null;
 }
+
+/** One validation error of `invalid_data` (pydantic's). */
+export interface ValidationErrorDetail {
+  loc: (string | number)[];
+  msg: string;
+  type: string;
+}
+
+/**
+ * What each namespace's channels carry: `{ namespace: payload type }`, as `gateway types`
+ * prints it (`"*"`: every namespace without its own; `"default"`: names without `:`).
+ * Give it to `GatewayClient<Channels>` and `publish` checks `data` against the channel's type.
+ */
+export type ChannelMap = { [namespace: string]: unknown };
+
+/** The namespace of a channel name: the part before the first `:` (a leading `$` is no part of it). */
+export type NamespaceOf<Channel extends string> = Channel extends `$${infer Rest}`
+  ? NamespaceOf<Rest>
+  : Channel extends `${infer Namespace}:${string}`
+    ? Namespace extends ""
+      ? "default"
+      : Namespace
+    : "default";
+
+/** The payload type of `Channel` in `Channels`; `unknown` for a name that is no literal. */
+export type ChannelData<Channels, Channel extends string> = string extends Channel
+  ? unknown
+  : NamespaceOf<Channel> extends keyof Channels
+    ? Channels[NamespaceOf<Channel>]
+    : "*" extends keyof Channels
+      ? Channels["*"]
+      : unknown;
 
 /** Any protocol frame. */
 export interface Frame {
@@ -177,7 +213,7 @@ export interface SubscribeOptions {
 }
 
 export declare class Subscription extends Emitter<SubscriptionEvents> {
-  readonly client: GatewayClient;
+  readonly client: GatewayClient<any>;
   readonly channel: string;
   readonly state: "pending" | "subscribing" | "subscribed" | "failed" | "unsubscribed";
   /** The offset and epoch of the last message seen; null on a channel without history. */
@@ -212,7 +248,7 @@ export interface ClientOptions {
   stableAfter?: number;
 }
 
-export declare class GatewayClient extends Emitter<ClientEvents> {
+export declare class GatewayClient<Channels = ChannelMap> extends Emitter<ClientEvents> {
   constructor(urls: string | string[], options?: ClientOptions);
   readonly urls: string[];
   readonly state: "disconnected" | "connecting" | "connected";
@@ -224,7 +260,12 @@ export declare class GatewayClient extends Emitter<ClientEvents> {
   /** Close for good. */
   close(): void;
   subscribe(channel: string, handlers?: SubscriptionHandlers, options?: SubscribeOptions): Subscription;
-  publish(channel: string, data: unknown): Promise<PublishedReply>;
+  publish<Channel extends string>(
+    channel: Channel,
+    data: ChannelData<Channels, Channel>,
+  ): Promise<PublishedReply>;
+  /** Call a method the application serves in Python (`@gw.rpc(method)`); resolves with the reply's `data`. */
+  rpc<Result = unknown>(method: string, data?: unknown): Promise<Result>;
   presence(channel: string): Promise<PresenceReply>;
   history(channel: string, options?: { since?: StreamPosition; limit?: number }): Promise<HistoryReply>;
   /** Every reply it takes to read all matching messages, following `more`. */

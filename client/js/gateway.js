@@ -37,6 +37,8 @@ export class GatewayError extends Error {
     this.name = "GatewayError";
     this.code = code;
     this.frame = frame;
+    /** What exactly was wrong, when the server said (`invalid_data`: the validation errors). */
+    this.details = frame?.details ?? null;
   }
 }
 
@@ -251,6 +253,10 @@ export class Subscription extends Emitter {
  * command owns), "join"/"leave"/"message" for every subscription.
  */
 export class GatewayClient extends Emitter {
+  /**
+   * @param {string | string[]} urls
+   * @param {import("./gateway.js").ClientOptions} [options]
+   */
   constructor(urls, options = {}) {
     super();
     this.urls = Array.isArray(urls) ? [...urls] : [urls];
@@ -341,6 +347,15 @@ export class GatewayClient extends Emitter {
     return this.request({ op: "publish", channel, data });
   }
 
+  /**
+   * Call a method the application serves in Python (`@gw.rpc(method)`); resolves with the
+   * reply's `data`, rejects with a GatewayError (`unknown_method`, or what the method raised).
+   */
+  async rpc(method, data = null) {
+    const reply = await this.request({ op: "rpc", method, data });
+    return reply.data;
+  }
+
   /** Who is subscribed to `channel`; resolves with the `presence` reply (`clients`). */
   presence(channel) {
     return this.request({ op: "presence", channel });
@@ -350,6 +365,9 @@ export class GatewayClient extends Emitter {
    * A channel's retained messages; resolves with the `history` reply (`messages`, oldest
    * first). The server bounds a reply in bytes: `more` is true when matching messages were
    * left out; `historyPages` asks for them.
+   *
+   * @param {string} channel
+   * @param {{ since?: import("./gateway.js").StreamPosition, limit?: number }} [options]
    */
   history(channel, { since, limit } = {}) {
     const command = { op: "history", channel };
@@ -362,6 +380,9 @@ export class GatewayClient extends Emitter {
    * Every `history` reply it takes to read all the messages that match (those after
    * `since`, else the latest `limit`), oldest first: each next request asks for what
    * follows the last message received, while the reply says `more`.
+   *
+   * @param {string} channel
+   * @param {{ since?: import("./gateway.js").StreamPosition, limit?: number }} [options]
    */
   async *historyPages(channel, { since, limit } = {}) {
     for (;;) {
@@ -626,7 +647,8 @@ export class GatewayClient extends Emitter {
   async _refresh(socket) {
     if (socket !== this._socket || !this._wanted) return;
     try {
-      const token = await this.options.token();
+      const source = this.options.token;
+      const token = typeof source === "function" ? await source() : source;
       const reply = await this.request({ op: "refresh", token });
       this._token = token;
       socket.token = token;
