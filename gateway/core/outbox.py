@@ -141,19 +141,21 @@ class Outbox:
         if self._writer is not None or self._closed or not queue:
             return
         frame, self._frame = self._frame, None
-        while queue:
-            if frame is not None and len(queue) == 1:
-                batch = queue.popleft()
-                self._bytes -= len(batch)
+        if frame is not None and len(queue) == 1:
+            if self._sink.try_write(frame):
+                queue.clear()
+                self._bytes = 0
             else:
-                batch = self._take_batch()
-                frame = binary_frame(batch) if self._binary else text_frame(batch)
+                self._start_writer()
+            return
+        while queue:
+            batch = self._take_batch()
+            frame = binary_frame(batch) if self._binary else text_frame(batch)
             if not self._sink.try_write(frame):
                 queue.appendleft(batch)
                 self._bytes += len(batch)
                 self._start_writer()
                 return
-            frame = None
 
     async def flush(self) -> None:
         """Wait until everything queued so far has been handed to the socket."""
@@ -214,13 +216,19 @@ class Outbox:
         self._frame = None
         if self._on_backlog is not None:
             self._on_backlog(len(queue))
+        if len(queue) == 1 or not self._batches:
+            first = queue.popleft()
+            self._bytes -= len(first)
+            return first
+        separator = b"" if self._binary else b"\n"
+        if self._bytes + (len(queue) - 2) * len(separator) < MAX_BATCH_BYTES:
+            everything = separator.join(queue)
+            queue.clear()
+            self._bytes = 0
+            return everything
         first = queue.popleft()
         size = len(first)
-        if not queue or not self._batches:
-            self._bytes -= size
-            return first
         batch = [first]
-        separator = b"" if self._binary else b"\n"
         while queue and size + len(queue[0]) < MAX_BATCH_BYTES:
             item = queue.popleft()
             batch.append(item)
