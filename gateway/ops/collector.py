@@ -10,7 +10,9 @@ the collector, with full collections of up to 0.33 s. So, once the replica has s
 - what start-up built (modules, settings, the app; some 100,000 objects, alive for the
   life of the process) moves out of the collector's sight (`gc.freeze`);
 - young collections run every `YOUNG_THRESHOLD` net allocations instead of 700, so that
-  fewer of the older collections they trigger run while clients connect.
+  fewer of the older collections they trigger run while clients connect. (20,000 cost
+  about as much collector time in all, but made the middle generation large: pauses of
+  0.2 s instead of 0.08 s, and 0.3 KiB more per connection.)
 
 Cycles are still collected; nothing that can become garbage is frozen.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 20_000
+YOUNG_THRESHOLD = 5_000
 """Net allocations of tracked objects between two young collections (CPython: 700)."""
 
 
