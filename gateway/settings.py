@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=10, gt=0)
     broker_timeout: float = Field(default=5, gt=0)
     presence_ttl: float = Field(default=15, gt=0)
+    idempotency_window: float = Field(default=300, gt=0)
     permessage_deflate: bool = False
     strict_namespaces: bool = False
     namespaces: dict[str, NamespaceOptions] = Field(default_factory=lambda: dict(DEMO_NAMESPACES))

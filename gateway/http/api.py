@@ -25,7 +25,7 @@ from gateway.services.channels import Channels
 from gateway.services.publisher import Publisher
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import ERRORS, GatewayError
-from gateway.wire.protocol import MAX_OFFSET, StreamPosition
+from gateway.wire.protocol import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_OFFSET, StreamPosition
 
 T = TypeVar("T")
 
@@ -45,9 +45,23 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        description="Publish at most once per channel: a key already accepted on the channel "
+        "within `idempotency_window` seconds answers with the first publication's offset, "
+        "and nothing is delivered again",
+    ),
+]
+
+
 class PublishRequest(_Request):
     channel: ChannelName
     data: JsonValue = Field(description="Any JSON value, null included")
+    idempotency_key: IdempotencyKey = None
 
 
 class PublishResult(BaseModel):
@@ -57,6 +71,7 @@ class PublishResult(BaseModel):
 class BroadcastRequest(_Request):
     channels: list[ChannelName] = Field(min_length=1, max_length=MAX_BROADCAST_CHANNELS)
     data: JsonValue
+    idempotency_key: IdempotencyKey = None
 
 
 class BroadcastResult(BaseModel):
@@ -182,14 +197,17 @@ def api_router(
     @router.post("/publish", response_model_exclude_none=True)
     async def publish(body: PublishRequest) -> PublishResult:
         """Publish `data` to a channel as the server: the message carries no `from`."""
-        offsets = await _answer(publisher.broadcast([body.channel], body.data))
+        offsets = await _answer(
+            publisher.broadcast([body.channel], body.data, idempotency_key=body.idempotency_key)
+        )
         return PublishResult(offset=offsets.get(body.channel))
 
     @router.post("/broadcast")
     async def broadcast(body: BroadcastRequest) -> BroadcastResult:
         """Publish the same `data` to several channels."""
         names = list(dict.fromkeys(body.channels))
-        return BroadcastResult(offsets=await _answer(publisher.broadcast(names, body.data)))
+        offsets = publisher.broadcast(names, body.data, idempotency_key=body.idempotency_key)
+        return BroadcastResult(offsets=await _answer(offsets))
 
     @router.get("/presence/{channel:path}")
     async def presence(channel: Annotated[ChannelName, Path()]) -> PresenceResult:

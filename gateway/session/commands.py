@@ -220,7 +220,11 @@ class Commands:
         options = self._namespaces.of(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
         position = await self._publisher.publish(
-            channel, command.data, sender=connection.sender, options=options
+            channel,
+            command.data,
+            sender=connection.sender,
+            options=options,
+            idempotency_key=command.idempotency_key,
         )
         connection.send(published(command, position))
 
@@ -237,7 +241,11 @@ class Commands:
         options = self._namespaces.of(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
         return self._publisher.publish_later(
-            channel, command.data, sender=connection.sender, options=options
+            channel,
+            command.data,
+            sender=connection.sender,
+            options=options,
+            idempotency_key=command.idempotency_key,
         )
 
     async def presence(self, connection: Connection, command: PresenceCommand) -> None:
