@@ -22,6 +22,8 @@ export declare const ClientErrorCode: {
   readonly DISCONNECTED: "disconnected";
   readonly CLOSED: "closed";
   readonly TIMEOUT: "timeout";
+  /** `maxUnacknowledged` publishes are waiting for their reply. */
+  readonly OVERFLOW: "overflow";
 };
 export type ClientErrorCodeValue = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
@@ -172,6 +174,13 @@ export interface SubscribeOptions {
   since?: StreamPosition;
   /** Resubscribe with `since` after a reconnect (default true). */
   recover?: boolean;
+  /**
+   * Ask for the channel's latest message right after `subscribed` (when `since` is not
+   * sent, or cannot be recovered), then the live stream: for current-value channels (a
+   * price, a status), usually with `recover: false`. A latest message seen already is not
+   * delivered again.
+   */
+  latest?: boolean;
   /** A subscription JWT, or a function of the channel returning one. */
   token?: string | ((channel: string) => string | Promise<string>);
 }
@@ -210,6 +219,22 @@ export interface ClientOptions {
   commandTimeout?: number;
   /** A connection that lived this long (ms) resets the backoff; default 5000. */
   stableAfter?: number;
+  /**
+   * ms a publish may take, resends included, before it rejects with "timeout" (then it may
+   * or may not have been published); default 60000. Keep it below the server's
+   * `idempotency_window` (300 s by default), or a late resend may be delivered twice.
+   */
+  publishTimeout?: number;
+  /** Publishes that may wait for their reply at once; the next rejects with "overflow". Default 1000. */
+  maxUnacknowledged?: number;
+}
+
+export interface PublishOptions {
+  /**
+   * The publish's idempotency key (at most 64 characters); default a random one. A key the
+   * server accepted on the channel within its `idempotency_window` is not delivered again.
+   */
+  idempotencyKey?: string;
 }
 
 export declare class GatewayClient extends Emitter<ClientEvents> {
@@ -224,7 +249,8 @@ export declare class GatewayClient extends Emitter<ClientEvents> {
   /** Close for good. */
   close(): void;
   subscribe(channel: string, handlers?: SubscriptionHandlers, options?: SubscribeOptions): Subscription;
-  publish(channel: string, data: unknown): Promise<PublishedReply>;
+  /** Resolves once, and the message is delivered once, across reconnects (see `PublishOptions`). */
+  publish(channel: string, data: unknown, options?: PublishOptions): Promise<PublishedReply>;
   presence(channel: string): Promise<PresenceReply>;
   history(channel: string, options?: { since?: StreamPosition; limit?: number }): Promise<HistoryReply>;
   /** Every reply it takes to read all matching messages, following `more`. */
@@ -250,6 +276,10 @@ export declare function closeAction(
 ): "stop" | "refresh" | "now" | "backoff";
 /** Error codes after which a refused `subscribe` is retried with backoff. */
 export declare const RETRYABLE_SUBSCRIBE_ERRORS: ReadonlySet<string>;
+/** Error codes after which a publish is sent again, with its idempotency key, after a backoff. */
+export declare const RETRYABLE_PUBLISH_ERRORS: ReadonlySet<string>;
+/** A random idempotency key (128 bits, base64url). */
+export declare function newIdempotencyKey(): string;
 export declare function tokenExpiry(token: string): number | null;
 export declare function refreshDelay(exp: number, nowMs: number): number;
 export declare function advance(

@@ -21,6 +21,8 @@ const DEFAULTS = Object.freeze({
   connectTimeout: 10000,
   commandTimeout: 10000,
   stableAfter: 5000,
+  publishTimeout: 60000,
+  maxUnacknowledged: 1000,
 });
 
 /** Error codes the client itself produces (the server's are those of the protocol). */
@@ -28,7 +30,21 @@ export const ClientErrorCode = Object.freeze({
   DISCONNECTED: "disconnected",
   CLOSED: "closed",
   TIMEOUT: "timeout",
+  OVERFLOW: "overflow",
 });
+
+/** Errors after which a publish is sent again (with its idempotency key) after a backoff. */
+export const RETRYABLE_PUBLISH_ERRORS = new Set(["unavailable"]);
+
+/** A random idempotency key: 128 bits, base64url (22 characters). */
+export function newIdempotencyKey() {
+  const bytes = new Uint8Array(16);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
 
 /** A command failed: `code` is the protocol's error code, or one of `ClientErrorCode`. */
 export class GatewayError extends Error {
@@ -175,6 +191,7 @@ export class Subscription extends Emitter {
     this.state = "pending";
     this.position = options.since ?? null;
     this.recover = options.recover !== false;
+    this.latest = options.latest === true;
     this._token = options.token ?? null;
     this._attempt = 0;
     this._retryTimer = null;
@@ -196,6 +213,7 @@ export class Subscription extends Emitter {
     const command = { op: "subscribe", id, channel: this.channel };
     const since = this.recover && this.position?.epoch ? { ...this.position } : null;
     if (since) command.since = since;
+    if (this.latest) command.latest = true;
     if (token) command.token = token;
     return { command, since };
   }
@@ -214,11 +232,23 @@ export class Subscription extends Emitter {
       resubscribed,
       missed: recovered ? Math.max(0, frame.offset - since.offset) : 0,
     };
-    if (!recovered) this.position = frame.epoch ? { offset: frame.offset, epoch: frame.epoch } : null;
+    if (!recovered) this.position = this._startingAt(frame);
     this._emit("subscribed", detail);
     if (since && !recovered) {
       this._emit("unrecovered", { channel: this.channel, reason: "recovery_failed", since, ...detail });
     }
+  }
+
+  /**
+   * Where the stream continues after an unrecovered `subscribed`: at its offset, or with
+   * `latest` (the newest message follows) from whatever comes next, unless that message
+   * was seen already (then it is dropped as a duplicate).
+   */
+  _startingAt(frame) {
+    if (!frame.epoch) return null;
+    if (!this.latest) return { offset: frame.offset, epoch: frame.epoch };
+    const seen = this.position;
+    return seen && seen.epoch === frame.epoch && seen.offset >= frame.offset ? seen : null;
   }
 
   /** Track and deliver one `message`; false when it was a duplicate and was dropped. */
@@ -269,6 +299,7 @@ export class GatewayClient extends Emitter {
     this._socket = null;
     this._queue = [];
     this._pending = new Map();
+    this._unacknowledged = new Set();
     this._token = typeof options.token === "string" ? options.token : null;
     this._reconnectTimer = null;
     this._refreshTimer = null;
@@ -324,6 +355,8 @@ export class GatewayClient extends Emitter {
    * Want a channel: subscribed now if connected, else on the next connection, and again
    * (with recovery) after every reconnect. `handlers` maps event names to listeners; a
    * function is the "message" listener. Options: `since`, `recover` (default true),
+   * `latest` (the channel's newest message follows `subscribed`, when `since` cannot be
+   * recovered or is not sent: for current-value channels, with `recover: false`),
    * `token` (a subscription JWT, or a function returning one).
    */
   subscribe(channel, handlers = {}, options = {}) {
@@ -336,9 +369,27 @@ export class GatewayClient extends Emitter {
     return subscription;
   }
 
-  /** Publish `data` (any JSON value); resolves with the `published` reply. */
-  publish(channel, data) {
-    return this.request({ op: "publish", channel, data });
+  /**
+   * Publish `data` (any JSON value); resolves with the `published` reply, once.
+   *
+   * Every publish carries an idempotency key (`options.idempotencyKey`, else a random one):
+   * one not acknowledged when the connection drops is sent again after the reconnect, and
+   * one refused as `unavailable` again after a backoff, so the message is delivered once
+   * however often it is sent. It rejects with "timeout" if not acknowledged within
+   * `publishTimeout` ms (then it may or may not have been published: publish again with
+   * the same key, within the server's `idempotency_window`, to find out), and at once with
+   * "overflow" while `maxUnacknowledged` publishes are waiting.
+   */
+  publish(channel, data, options = {}) {
+    if (this._closed) {
+      return Promise.reject(new GatewayError(ClientErrorCode.CLOSED, "the client was closed"));
+    }
+    if (this._unacknowledged.size >= this.options.maxUnacknowledged) {
+      const limit = this.options.maxUnacknowledged;
+      return Promise.reject(new GatewayError(ClientErrorCode.OVERFLOW, `${limit} publishes wait for their reply`));
+    }
+    const idempotency_key = options.idempotencyKey ?? newIdempotencyKey();
+    return this._track({ op: "publish", channel, data, idempotency_key }, this.options.publishTimeout, true);
   }
 
   /** Who is subscribed to `channel`; resolves with the `presence` reply (`clients`). */
@@ -385,16 +436,42 @@ export class GatewayClient extends Emitter {
     if (this._closed) {
       return Promise.reject(new GatewayError(ClientErrorCode.CLOSED, "the client was closed"));
     }
+    return this._track(command, this.options.commandTimeout, false);
+  }
+
+  /** Send `command` once connected, and settle with its reply within `timeout` ms. */
+  _track(command, timeout, resend) {
     return new Promise((resolve, reject) => {
-      const entry = { frame: { ...command, id: this._nextId++ }, resolve, reject, timer: null };
+      const entry = { frame: { ...command, id: this._nextId++ }, resolve, reject, timer: null, resend, attempt: 0 };
+      if (resend) {
+        this._unacknowledged.add(entry);
+        const settle = (done) => (value) => {
+          this._unacknowledged.delete(entry);
+          clearTimeout(entry.retry);
+          done(value);
+        };
+        entry.resolve = settle(resolve);
+        entry.reject = settle(reject);
+      }
       entry.timer = setTimeout(() => {
         this._pending.delete(entry.frame.id);
         this._queue = this._queue.filter((queued) => queued !== entry);
-        reject(new GatewayError(ClientErrorCode.TIMEOUT, `no reply to ${command.op} in time`));
-      }, this.options.commandTimeout);
+        const unsure = resend ? ": it may or may not have been published" : "";
+        entry.reject(new GatewayError(ClientErrorCode.TIMEOUT, `no reply to ${command.op} in time${unsure}`));
+      }, timeout);
       if (this.state === "connected") this._sendEntry(entry);
       else this._queue.push(entry);
     });
+  }
+
+  /** Send a publish refused as retryable again after a backoff, on whatever connection is up. */
+  _retryLater(entry) {
+    const delay = backoffDelay(entry.attempt++, this.options);
+    entry.retry = setTimeout(() => {
+      if (!this._unacknowledged.has(entry)) return;
+      if (this.state === "connected") this._sendEntry(entry);
+      else this._queue.push(entry);
+    }, delay);
   }
 
   _currentUrl() {
@@ -493,8 +570,9 @@ export class GatewayClient extends Emitter {
     if (entry) {
       this._pending.delete(frame.id);
       clearTimeout(entry.timer);
-      if (frame.op === "error") entry.reject(new GatewayError(frame.code, frame.message, frame));
-      else entry.resolve(frame);
+      if (frame.op !== "error") entry.resolve(frame);
+      else if (entry.resend && RETRYABLE_PUBLISH_ERRORS.has(frame.code)) this._retryLater(entry);
+      else entry.reject(new GatewayError(frame.code, frame.message, frame));
     } else if (frame.op === "error" && !String(frame.id ?? "").startsWith("connect-")) {
       this._emit("error", new GatewayError(frame.code, frame.message, frame));
     }
@@ -656,12 +734,18 @@ export class GatewayClient extends Emitter {
     clearInterval(socket.ticker);
     clearTimeout(socket.deadline);
     socket.ws.onopen = socket.ws.onmessage = socket.ws.onclose = null;
+    const resent = [];
     for (const [id, entry] of this._pending) {
       if (entry.socket !== socket) continue;
       this._pending.delete(id);
+      if (entry.resend) {
+        resent.push(entry);
+        continue;
+      }
       clearTimeout(entry.timer);
       entry.reject(new GatewayError(ClientErrorCode.DISCONNECTED, "the connection closed before the reply"));
     }
+    this._queue = resent.concat(this._queue);
     for (const subscription of this.subscriptions.values()) {
       clearTimeout(subscription._retryTimer);
       subscription.state = "pending";
@@ -703,7 +787,8 @@ export class GatewayClient extends Emitter {
   }
 
   _failAll(code, message) {
-    for (const entry of this._queue.concat([...this._pending.values()])) {
+    const entries = new Set([...this._queue, ...this._pending.values(), ...this._unacknowledged]);
+    for (const entry of entries) {
       clearTimeout(entry.timer);
       entry.reject(new GatewayError(code, message));
     }

@@ -82,6 +82,10 @@ export async function startProxy(t, targetUrl) {
     freeze() {
       for (const pair of pairs) pair.frozen = true;
     },
+    /** Stop only what the server sends on the current connections (commands still reach it). */
+    freezeReplies() {
+      for (const pair of pairs) pair.repliesFrozen = true;
+    },
     get connections() {
       return pairs.size;
     },
@@ -94,6 +98,7 @@ export async function startProxy(t, targetUrl) {
     const upstream = net.connect(proxy.target, "127.0.0.1");
     const pair = [downstream, upstream];
     pair.frozen = false;
+    pair.repliesFrozen = false;
     pairs.add(pair);
     const end = () => {
       pairs.delete(pair);
@@ -101,7 +106,7 @@ export async function startProxy(t, targetUrl) {
       upstream.destroy();
     };
     downstream.on("data", (data) => pair.frozen || upstream.write(data));
-    upstream.on("data", (data) => pair.frozen || downstream.write(data));
+    upstream.on("data", (data) => pair.frozen || pair.repliesFrozen || downstream.write(data));
     for (const socket of pair) {
       socket.on("error", end);
       socket.on("close", end);
