@@ -33,9 +33,6 @@ export const ClientErrorCode = Object.freeze({
   OVERFLOW: "overflow",
 });
 
-/** Errors after which a publish is sent again (with its idempotency key) after a backoff. */
-export const RETRYABLE_PUBLISH_ERRORS = new Set(["unavailable"]);
-
 /** A random idempotency key: 128 bits, base64url (22 characters). */
 export function newIdempotencyKey() {
   const bytes = new Uint8Array(16);
@@ -99,6 +96,12 @@ const CLOSE_ACTIONS = Object.freeze({
 
 /** Error codes after which a refused `subscribe` is retried with backoff. */
 export const RETRYABLE_SUBSCRIBE_ERRORS = new Set(["unavailable", "internal", "rate_limited"]);
+
+/**
+ * Error codes after which a publish is sent again, with its idempotency key, after a
+ * backoff: the same retryable codes (a resend is never delivered twice).
+ */
+export const RETRYABLE_PUBLISH_ERRORS = RETRYABLE_SUBSCRIBE_ERRORS;
 
 /**
  * What to do after the server closed with `code`, per the protocol's close-code table:
