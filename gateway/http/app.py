@@ -17,12 +17,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import Lifespan
 
 from gateway.broker import Broker
 from gateway.http.api import api_router
 from gateway.http.api_docs import documented_app
 from gateway.http.assets import browser_client, locked_down, static_text, with_base
+from gateway.http.publish import publish_router
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
 from gateway.transport.ports import InternalPaths
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
+    app.router.routes.append(Route("/sse", replica.serve_sse, include_in_schema=False))
+    app.include_router(publish_router(replica.http_publishing, replica.origins))
     app.include_router(
         api_router(
             replica.settings.api_key,

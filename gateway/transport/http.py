@@ -20,6 +20,10 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.services.admission import Admission, HalfOpen
+from gateway.transport.sse import STREAM_EXTENSION
+
+STREAM_PATH = "/sse"
+"""Requests for this path (under any mount prefix) get the direct chunk writer."""
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,26 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._request_seen = True
         super().on_headers_complete()
+        scope = getattr(self, "scope", None)
+        if scope is not None and scope.get("path", "").endswith(STREAM_PATH):
+            scope.setdefault("extensions", {})[STREAM_EXTENSION] = self.write_chunk
+
+    def write_chunk(self, body: bytes) -> bool:
+        """Write one chunk of a started, chunked response body now, if the socket can take
+        it; False otherwise (the caller then sends it through ASGI, which waits)."""
+        cycle = self.cycle
+        if (
+            self.flow.write_paused
+            or self.transport.is_closing()
+            or cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or not cycle.chunked_encoding
+            or cycle.disconnected
+        ):
+            return False
+        self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        return True
 
     def on_message_complete(self) -> None:
         self._request_done()
