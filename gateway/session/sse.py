@@ -30,7 +30,7 @@ from gateway.services.admission import Admission, HandshakePolicy, client_addres
 from gateway.services.connections import ConnectionRegistry
 from gateway.session.commands import Commands
 from gateway.session.connection import Connection, Inbound, SessionContext
-from gateway.transport.sse import SseInbound, SseSink, direct_writer
+from gateway.transport.sse import SseInbound, SseSink, stream_control
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import SLOW_CONSUMER, GatewayError
 from gateway.wire.protocol import StreamPosition, Subscribe
@@ -259,11 +259,11 @@ class SseEndpoint:
         resume = headers.get("last-event-id") or query.get("lastEventId") or ""
         since = decode_positions(resume, len(channels)) if resume else None
         latest = query.get("latest", "").lower() in ("1", "true", "yes")
-        sink = SseSink(send, direct_writer(scope))
+        sink = SseSink(send, stream_control(scope))
         connection = SseConnection(
             self._context,
             self._commands,
-            SseInbound(scope, receive),
+            SseInbound(scope, receive, sink),
             sink,
             principal,
             channels=channels,

@@ -64,7 +64,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         scope = getattr(self, "scope", None)
         if scope is not None and scope.get("path", "").endswith(STREAM_PATH):
-            scope.setdefault("extensions", {})[STREAM_EXTENSION] = self.write_chunk
+            scope.setdefault("extensions", {})[STREAM_EXTENSION] = self
 
     def write_chunk(self, body: bytes) -> bool:
         """Write one chunk of a started, chunked response body now, if the socket can take
@@ -82,6 +82,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return False
         self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
         return True
+
+    def abort_stream(self) -> None:
+        """Drop the connection at once, whatever it still had to send (a peer that stopped
+        reading)."""
+        self.transport.abort()
 
     def on_message_complete(self) -> None:
         self._request_done()

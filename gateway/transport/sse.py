@@ -12,9 +12,8 @@ the `SseInbound` only waits for the end of the connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
@@ -23,7 +22,22 @@ from gateway.transport.websocket import CLOSE_DEADLINE
 from gateway.wire.sse import event
 
 STREAM_EXTENSION = "gateway.stream"
-"""ASGI scope extension: a callable that writes one body chunk now, or returns False."""
+"""ASGI scope extension: the `StreamControl` of the HTTP connection."""
+SLOW_CONSUMER_CODE = 4008
+
+
+class StreamControl(Protocol):
+    """What ``gateway serve``'s HTTP protocol offers a streamed response."""
+
+    def write_chunk(self, body: bytes) -> bool:
+        """Write one chunk of the started response body now; False when the socket cannot
+        take it (the caller then sends it through ASGI)."""
+        ...
+
+    def abort_stream(self) -> None:
+        """Drop the connection at once."""
+        ...
+
 
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -36,14 +50,19 @@ off for it, whatever the location's setting)."""
 
 class SseSink:
     """Writes a stream's events: straight to the socket when it can take them, else
-    through ASGI (`send` waits while the socket's buffer is full)."""
+    through ASGI (`send` waits while the socket's buffer is full). `ended` is set once the
+    stream is over, from this side."""
 
-    __slots__ = ("_closed", "_send", "try_write")
+    __slots__ = ("_abort", "_closed", "_send", "ended", "try_write")
 
-    def __init__(self, send: Send, direct: Callable[[bytes], bool] | None) -> None:
+    def __init__(self, send: Send, control: StreamControl | None) -> None:
         self._send = send
         self._closed = False
-        self.try_write: Callable[[bytes], bool] = direct if direct is not None else _never
+        self.ended = asyncio.Event()
+        self.try_write: Callable[[bytes], bool] = (
+            control.write_chunk if control is not None else _never
+        )
+        self._abort = control.abort_stream if control is not None else None
 
     async def start(self, headers: list[tuple[bytes, bytes]], first: bytes) -> None:
         """Send the response's status and headers, and its first bytes."""
@@ -57,17 +76,27 @@ class SseSink:
 
     async def close(self, final: bytes, code: int, reason: str) -> None:
         """Send ``final`` (the `disconnect` frame) as a last event and end the response,
-        each given at most ``CLOSE_DEADLINE``."""
+        each given at most ``CLOSE_DEADLINE``; a slow consumer, or one that takes neither in
+        time, is dropped at once where the server allows it."""
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.send(event(final)), CLOSE_DEADLINE)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self._send({"type": "http.response.body", "body": b"", "more_body": False}),
-                CLOSE_DEADLINE,
-            )
+        finished = False
+        try:
+            finished = code != SLOW_CONSUMER_CODE and await self._finish(event(final))
+        finally:
+            if not finished and self._abort is not None:
+                self._abort()
+            self.ended.set()
+
+    async def _finish(self, final: bytes) -> bool:
+        for body, more in ((final, True), (b"", False)):
+            message = {"type": "http.response.body", "body": body, "more_body": more}
+            try:
+                await asyncio.wait_for(self._send(message), CLOSE_DEADLINE)
+            except Exception:
+                return False
+        return True
 
 
 def _never(chunk: bytes) -> bool:
@@ -75,23 +104,33 @@ def _never(chunk: bytes) -> bool:
 
 
 class SseInbound:
-    """A stream's side of the `Inbound` interface: its query, and its end as a
-    ``websocket.disconnect`` (a client of ``/sse`` sends nothing after its request)."""
+    """A stream's side of the `Inbound` interface: its query, and its end (the client went,
+    or the sink ended the stream) as a ``websocket.disconnect``: a client of ``/sse`` sends
+    nothing after its request."""
 
-    __slots__ = ("_receive", "query_params")
+    __slots__ = ("_receive", "_sink", "query_params")
 
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive, sink: SseSink) -> None:
         self._receive = receive
+        self._sink = sink
         self.query_params: Mapping[str, str] = QueryParams(scope.get("query_string", b""))
 
     async def receive(self) -> Mapping[str, Any]:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                return {"type": "websocket.disconnect", "code": 1001}
+        gone = asyncio.ensure_future(self._client_gone())
+        ended = asyncio.ensure_future(self._sink.ended.wait())
+        try:
+            await asyncio.wait((gone, ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            ended.cancel()
+        return {"type": "websocket.disconnect", "code": 1001}
+
+    async def _client_gone(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
 
-def direct_writer(scope: Scope) -> Callable[[bytes], bool] | None:
-    """The synchronous chunk writer of ``gateway serve``'s HTTP protocol, if it runs this."""
-    writer = scope.get("extensions", {}).get(STREAM_EXTENSION)
-    return writer if callable(writer) else None
+def stream_control(scope: Scope) -> StreamControl | None:
+    """The `StreamControl` of ``gateway serve``'s HTTP protocol, if it runs this request."""
+    control = scope.get("extensions", {}).get(STREAM_EXTENSION)
+    return control if hasattr(control, "write_chunk") else None
