@@ -8,7 +8,8 @@ streams `message`, `join` and `leave` frames. Every event carries the stream's p
 every channel (`gateway.wire.sse`): the ``Last-Event-ID`` an ``EventSource`` sends back when
 it reconnects (or ``?lastEventId=`` for a client that reopens the stream itself) resumes
 each channel with recovery, on any replica. ``latest=true`` asks for each channel's latest
-message where nothing can be recovered. A comment every ``ping_seconds`` keeps proxies
+message where nothing can be recovered (``latest=CHANNEL``, repeated, for some of them). A
+stream may name no channel at all (a client that only publishes, through ``POST /publish``). A comment every ``ping_seconds`` keeps proxies
 from timing the stream out.
 """
 
@@ -93,7 +94,7 @@ class SseConnection(Connection):
         *,
         channels: list[str],
         since: list[StreamPosition | None],
-        latest: bool,
+        latest: frozenset[str],
         token: str | None,
     ) -> None:
         super().__init__(context, inbound, sink, principal)
@@ -126,7 +127,7 @@ class SseConnection(Connection):
         for channel, since in zip(self._names, self._since, strict=True):
             if self.closing:
                 return
-            command = Subscribe(channel, channel, since, None, self._latest)
+            command = Subscribe(channel, channel, since, None, channel in self._latest)
             try:
                 await self._commands.run(self, command)
             except GatewayError as error:
@@ -180,7 +181,7 @@ class SseConnection(Connection):
         if frame["op"] == "subscribed":
             if frame.get("recovered"):
                 return  # the missed messages that follow move it
-            if self._latest:
+            if frame["channel"] in self._latest:
                 offset = max(0, offset - 1)  # the latest message follows
         self._move(index, StreamPosition(offset, epoch))
 
@@ -258,7 +259,7 @@ class SseEndpoint:
             return
         resume = headers.get("last-event-id") or query.get("lastEventId") or ""
         since = decode_positions(resume, len(channels)) if resume else None
-        latest = query.get("latest", "").lower() in ("1", "true", "yes")
+        latest = _latest(query.getlist("latest"), channels)
         sink = SseSink(send, stream_control(scope))
         connection = SseConnection(
             self._context,
@@ -285,8 +286,6 @@ class SseEndpoint:
 
     def _channels_problem(self, channels: list[str]) -> str | None:
         settings = self._context.settings
-        if not channels:
-            return "name at least one channel: /sse?channel=A&channel=B"
         if len(channels) > settings.max_subscriptions:
             return f"at most {settings.max_subscriptions} channels per stream"
         if len(set(channels)) != len(channels):
@@ -312,6 +311,14 @@ class SseEndpoint:
         except TokenError as error:
             return 401, error.message
         return ANONYMOUS
+
+
+def _latest(values: list[str], channels: list[str]) -> frozenset[str]:
+    """The channels whose latest message is asked for: ``latest=true`` names them all,
+    ``latest=CHANNEL`` (repeated) some."""
+    if any(value.lower() in ("1", "true", "yes") for value in values):
+        return frozenset(channels)
+    return frozenset(values) & frozenset(channels)
 
 
 def _bearer(authorization: str | None) -> str | None:

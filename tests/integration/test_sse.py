@@ -119,7 +119,6 @@ async def test_a_channel_the_client_may_not_subscribe_gets_an_error_with_its_nam
 @pytest.mark.parametrize(
     ("query", "status"),
     [
-        ("", 400),
         ("channel=bad%20name", 400),
         ("channel=a&channel=a", 400),
         ("&".join(f"channel=c{n}" for n in range(129)), 400),
@@ -133,6 +132,23 @@ async def test_bad_stream_requests_are_refused_with_a_reason(
         response = await http.get(f"{gateway.http_url}/sse?{query}")
     assert response.status_code == status
     assert response.text.strip()
+
+
+async def test_a_stream_may_name_no_channel(gateway: LocalGateway) -> None:
+    async with open_stream(gateway.http_url, []) as stream:
+        assert (await stream.expect(lambda f: True))["op"] == "welcome"
+
+
+async def test_latest_may_name_some_channels(gateway: LocalGateway) -> None:
+    for channel in ("ls:a", "ls:b"):
+        await post(gateway, {"channel": channel, "data": channel})
+    async with open_stream(gateway.http_url, ["ls:a", "ls:b"], latest="ls:b") as stream:
+        await stream.subscribed(["ls:a", "ls:b"])
+        [latest] = await stream.messages(1)
+        assert latest["data"] == "ls:b"
+        await post(gateway, {"channel": "ls:a", "data": "live"})
+        [live] = await stream.messages(1)
+        assert live["data"] == "live"
 
 
 async def test_only_get_opens_a_stream(gateway: LocalGateway) -> None:
@@ -299,7 +315,9 @@ async def test_publish_over_http_with_auth_needs_the_connection_token(
         assert (await post(gateway, body)).status_code == 401
         assert (await post(gateway, body, Authorization="Bearer junk")).status_code == 401
         token = connection_token("dave", publish=["mine:*"])
-        good = await post(gateway, {"channel": "mine:1", "data": 1}, Authorization=f"Bearer {token}")
+        good = await post(
+            gateway, {"channel": "mine:1", "data": 1}, Authorization=f"Bearer {token}"
+        )
         assert good.status_code == 200
         other = await post(gateway, body, Authorization=f"Bearer {token}")
         assert other.status_code == 403
