@@ -23,6 +23,8 @@ const DEFAULTS = Object.freeze({
   stableAfter: 5000,
   publishTimeout: 60000,
   maxUnacknowledged: 1000,
+  transports: ["websocket", "sse"],
+  fallbackAfter: 2,
 });
 
 /** Error codes the client itself produces (the server's are those of the protocol). */
@@ -31,6 +33,7 @@ export const ClientErrorCode = Object.freeze({
   CLOSED: "closed",
   TIMEOUT: "timeout",
   OVERFLOW: "overflow",
+  UNSUPPORTED: "unsupported",
 });
 
 /** A random idempotency key: 128 bits, base64url (22 characters). */
@@ -150,6 +153,42 @@ export function advance(position, message) {
   if (message.offset <= position.offset) return { verdict: "duplicate", position, missed: 0 };
   const missed = message.offset - position.offset - 1;
   return { verdict: missed > 0 ? "gap" : "deliver", position: next, missed };
+}
+
+/** An epoch as a stream's event id writes it (gateway/wire/sse.py). */
+export function encodeEpoch(epoch) {
+  const base64url = (bytes) => {
+    let text = "";
+    for (const byte of bytes) text += String.fromCharCode(byte);
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  };
+  if (/^(?:[0-9a-f]{2})+$/.test(epoch)) {
+    return base64url(epoch.match(/../g).map((pair) => parseInt(pair, 16)));
+  }
+  return "~" + base64url(new TextEncoder().encode(epoch));
+}
+
+/**
+ * The event id of a stream standing at `positions` (one per channel of its request, in
+ * order; null where there is none): what `/sse` resumes from (gateway/wire/sse.py).
+ */
+export function encodePositions(positions) {
+  return "1." + positions.map((p) => (p ? `${p.offset}:${encodeEpoch(p.epoch)}` : "")).join(".");
+}
+
+/** The `/sse` and `POST /publish` URLs beside a `/ws` URL. */
+export function streamUrls(url) {
+  const parsed = new URL(url);
+  parsed.protocol = parsed.protocol === "wss:" ? "https:" : "http:";
+  parsed.search = "";
+  parsed.hash = "";
+  const base = parsed.pathname.replace(/\/ws\/?$/, "").replace(/\/$/, "");
+  const at = (path) => {
+    const copy = new URL(parsed.href);
+    copy.pathname = base + path;
+    return copy.href;
+  };
+  return { stream: at("/sse"), publish: at("/publish") };
 }
 
 class Emitter {
@@ -276,6 +315,216 @@ export class Subscription extends Emitter {
 }
 
 /**
+ * The SSE transport, shaped like the WebSocket the client otherwise drives (`send`,
+ * `close`, `onopen`, `onmessage`, `onclose`): commands sent to it are carried out over
+ * `GET /sse` and `POST /publish`, and their replies and the stream's frames come back
+ * through `onmessage`. A subscribe or unsubscribe reopens the stream with the new channel
+ * list and the current position of each channel; the old stream is closed only once the
+ * new one has subscribed every channel, and what both delivered meanwhile is told apart
+ * by offset (no loss, no duplicate; on channels without history a message published during
+ * the switch may arrive twice). Network errors are left to `EventSource`, which reconnects
+ * by itself and resumes every channel from its `Last-Event-ID`.
+ */
+class SseSocket {
+  constructor(client, url, token) {
+    this._client = client;
+    this._urls = streamUrls(url);
+    this._url = url;
+    this._token = token;
+    this._EventSource = client._EventSource;
+    this._fetch = client._fetch;
+    this._wanted = new Set();
+    this._pending = new Map();
+    this._streams = [];
+    this._welcomed = false;
+    this._closed = false;
+    this._clientId = null;
+    this._reopening = null;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    queueMicrotask(() => this._reopen());
+  }
+
+  send(text) {
+    for (const line of String(text).split("\n")) {
+      if (line.trim()) this._command(JSON.parse(line));
+    }
+  }
+
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._reopening);
+    for (const stream of this._streams) stream.source.close();
+    this._streams = [];
+  }
+
+  _command(command) {
+    const { op, id, channel } = command;
+    switch (op) {
+      case "subscribe":
+        if (command.token) {
+          this._reply({ op: "error", id, code: ClientErrorCode.UNSUPPORTED, message: "subscription tokens are not carried over SSE: grant the channel in the connection token" });
+          return;
+        }
+        this._wanted.add(channel);
+        this._pending.set(channel, id);
+        this._reopenSoon();
+        return;
+      case "unsubscribe":
+        this._wanted.delete(channel);
+        this._pending.delete(channel);
+        this._reply({ op: "unsubscribed", id, channel });
+        this._reopenSoon();
+        return;
+      case "publish":
+        this._publish(command);
+        return;
+      case "ping":
+        this._reply({ op: "pong", id });
+        return;
+      case "connect":
+        return;
+      case "refresh":
+        this._token = command.token;
+        this._reopenSoon();
+        this._reply({ op: "refreshed", id, exp: tokenExpiry(command.token) });
+        return;
+      default:
+        this._reply({ op: "error", id, code: ClientErrorCode.UNSUPPORTED, message: `${op} is not available over the SSE transport` });
+    }
+  }
+
+  _reply(frame) {
+    if (!this._closed) this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+
+  _publish(command) {
+    const headers = { "content-type": "application/json" };
+    if (this._token) headers.authorization = `Bearer ${this._token}`;
+    const body = { channel: command.channel, data: command.data };
+    if (command.idempotency_key) body.idempotency_key = command.idempotency_key;
+    if (this._clientId) body.client = this._clientId;
+    this._fetch(this._urls.publish, { method: "POST", headers, body: JSON.stringify(body) })
+      .then(async (response) => {
+        let frame = null;
+        try {
+          frame = await response.json();
+        } catch {
+          frame = null;
+        }
+        if (!frame || typeof frame.op !== "string") {
+          const code = response.status >= 500 ? "unavailable" : "bad_request";
+          frame = { op: "error", code, message: `POST /publish answered HTTP ${response.status}` };
+        }
+        this._reply({ ...frame, id: command.id });
+      })
+      .catch((error) => {
+        this._reply({ op: "error", id: command.id, code: "unavailable", message: `POST /publish failed: ${error?.message ?? error}` });
+      });
+  }
+
+  _reopenSoon() {
+    if (this._reopening === null && !this._closed) {
+      this._reopening = setTimeout(() => {
+        this._reopening = null;
+        this._reopen();
+      }, 0);
+    }
+  }
+
+  _reopen() {
+    if (this._closed) return;
+    const channels = [...this._wanted];
+    const wanted = channels.map((channel) => this._client._streamPosition(channel));
+    const url = new URL(this._urls.stream);
+    for (const channel of channels) url.searchParams.append("channel", channel);
+    if (wanted.some((want) => want.position)) {
+      url.searchParams.set("lastEventId", encodePositions(wanted.map((want) => want.position)));
+    }
+    channels.forEach((channel, index) => wanted[index].latest && url.searchParams.append("latest", channel));
+    if (this._token) url.searchParams.set("token", this._token);
+    const { name } = this._client.options;
+    const chosen = typeof name === "function" ? name() : name;
+    const source = new this._EventSource(withName(url.href, chosen));
+    const stream = { source, channels, waiting: new Set(channels), welcomed: false, resuming: false };
+    this._streams.push(stream);
+    source.onmessage = (event) => this._onEvent(stream, event.data);
+    source.onerror = () => this._onError(stream);
+  }
+
+  _newest(stream) {
+    return this._streams[this._streams.length - 1] === stream;
+  }
+
+  _onEvent(stream, data) {
+    if (this._closed) return;
+    const frame = JSON.parse(data);
+    const { op } = frame;
+    if (op === "message" || op === "join" || op === "leave") {
+      this.onmessage?.({ data });
+      return;
+    }
+    if (!this._newest(stream)) return;
+    if (op === "welcome") {
+      const resumed = stream.resuming && stream.welcomed;
+      stream.welcomed = true;
+      if (!this._welcomed) {
+        this._welcomed = true;
+        this._clientId = frame.client;
+        this.onopen?.();
+        this.onmessage?.({ data });
+      } else if (resumed) {
+        this._client._onStreamResumed(frame);
+      }
+      this._settleIfSubscribed(stream);
+    } else if ((op === "subscribed" || op === "error") && stream.waiting.has(frame.id)) {
+      const channel = frame.id;
+      stream.waiting.delete(channel);
+      const id = this._pending.get(channel);
+      if (id !== undefined) {
+        this._pending.delete(channel);
+        this._reply({ ...frame, id });
+      } else if (stream.resuming || (op === "subscribed" && !frame.recovered && frame.epoch)) {
+        this._client._onStreamResubscribed(frame);
+      }
+      this._settleIfSubscribed(stream);
+    } else if (op === "disconnect") {
+      this.onmessage?.({ data });
+      this.close();
+      this.onclose?.({ code: frame.code, reason: frame.reason });
+    } else {
+      this.onmessage?.({ data });
+    }
+  }
+
+  _settleIfSubscribed(stream) {
+    if (!stream.welcomed || stream.waiting.size) return;
+    stream.resuming = false;
+    for (const older of this._streams.slice(0, -1)) older.source.close();
+    this._streams = [stream];
+  }
+
+  _onError(stream) {
+    if (this._closed) return;
+    if (!this._newest(stream)) {
+      stream.source.close();
+      this._streams = this._streams.filter((other) => other !== stream);
+      return;
+    }
+    if (!this._welcomed || stream.source.readyState === 2) {
+      this.close();
+      this.onclose?.({ code: 1006, reason: "the event stream could not be opened" });
+      return;
+    }
+    if (!stream.resuming) {
+      stream.resuming = true;
+      stream.waiting = new Set(stream.channels);
+      this._client._onStreamInterrupted();
+    }
+  }
+}
+
+/**
  * A connection to the gateway that stays up: it reconnects (trying each URL in turn),
  * resubscribes with recovery, and queues commands while disconnected.
  *
@@ -290,9 +539,19 @@ export class GatewayClient extends Emitter {
     if (!this.urls.length) throw new TypeError("GatewayClient needs at least one URL");
     this.options = { ...DEFAULTS, ...options };
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this._WebSocket !== "function") {
-      throw new TypeError("no WebSocket implementation: pass one as options.WebSocket");
+    this._EventSource = options.EventSource ?? globalThis.EventSource;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    const usable = {
+      websocket: typeof this._WebSocket === "function",
+      sse: typeof this._EventSource === "function" && typeof this._fetch === "function",
+    };
+    this._transports = this.options.transports.filter((name) => usable[name]);
+    if (!this._transports.length) {
+      throw new TypeError("no WebSocket implementation (nor EventSource and fetch): pass one as options.WebSocket");
     }
+    /** The transport in use: "websocket", or "sse" (`GET /sse` and `POST /publish`). */
+    this.transport = this._transports[0];
+    this._unopened = 0;
     this.state = "disconnected";
     this.welcome = null;
     this.subscriptions = new Map();
@@ -498,7 +757,8 @@ export class GatewayClient extends Emitter {
     let ws;
     try {
       const { name } = this.options;
-      ws = new this._WebSocket(withName(url, typeof name === "function" ? name() : name), SUBPROTOCOL);
+      if (this.transport === "sse") ws = new SseSocket(this, url, token);
+      else ws = new this._WebSocket(withName(url, typeof name === "function" ? name() : name), SUBPROTOCOL);
     } catch (error) {
       this._scheduleReconnect({ code: 1006, reason: String(error?.message ?? error) }, "backoff");
       return;
@@ -508,6 +768,7 @@ export class GatewayClient extends Emitter {
       url,
       token,
       welcomed: false,
+      opened: false,
       welcomedAt: 0,
       lastSeen: Date.now(),
       timers: [],
@@ -520,6 +781,8 @@ export class GatewayClient extends Emitter {
       setTimeout(() => this._abandon(socket, "no welcome in time"), this.options.connectTimeout),
     );
     ws.onopen = () => {
+      socket.opened = true;
+      this._unopened = 0;
       if (token) ws.send(JSON.stringify({ op: "connect", id: `connect-${this._nextId++}`, token }));
     };
     ws.onmessage = (event) => this._onData(socket, event.data);
@@ -594,7 +857,7 @@ export class GatewayClient extends Emitter {
     const queued = this._queue;
     this._queue = [];
     for (const entry of queued) this._sendEntry(entry);
-    this._emit("connected", { ...frame, url: socket.url });
+    this._emit("connected", { ...frame, url: socket.url, transport: this.transport });
   }
 
   _sendEntry(entry) {
@@ -757,6 +1020,7 @@ export class GatewayClient extends Emitter {
 
   _onClose(socket, code, reason) {
     if (socket !== this._socket) return;
+    if (!socket.opened) this._fallBack();
     const stable = socket.welcomed && Date.now() - socket.welcomedAt >= this.options.stableAfter;
     this._detach();
     this.welcome = null;
@@ -778,6 +1042,50 @@ export class GatewayClient extends Emitter {
       return;
     }
     this._scheduleReconnect(why, action);
+  }
+
+  /** After `fallbackAfter` transport attempts that never opened, move to the next transport. */
+  _fallBack() {
+    this._unopened += 1;
+    const next = this._transports[this._transports.indexOf(this.transport) + 1];
+    if (next === undefined || this._unopened < this.options.fallbackAfter) return;
+    const previous = this.transport;
+    this.transport = next;
+    this._unopened = 0;
+    this._emit("transport", { transport: next, previous });
+  }
+
+  // What the SSE transport asks of the client (see SseSocket).
+
+  _streamPosition(channel) {
+    const subscription = this.subscriptions.get(channel);
+    if (!subscription) return { position: null, latest: false };
+    const position = subscription.recover ? subscription.since : null;
+    subscription._streamSince = position;
+    return { position, latest: subscription.latest };
+  }
+
+  _onStreamInterrupted() {
+    if (this.state !== "connected") return;
+    this.state = "connecting";
+    for (const subscription of this.subscriptions.values()) {
+      subscription._streamSince = subscription.recover ? subscription.since : null;
+    }
+    this._emit("disconnected", { code: 1006, reason: "the event stream was interrupted", reconnect: true, delay: null });
+  }
+
+  _onStreamResumed(welcome) {
+    if (!this._socket) return;
+    this.state = "connected";
+    this.welcome = welcome;
+    this._emit("connected", { ...welcome, url: this._socket.url, transport: this.transport });
+  }
+
+  _onStreamResubscribed(frame) {
+    const subscription = this.subscriptions.get(frame.channel);
+    if (!subscription || subscription.state !== "subscribed") return;
+    if (frame.op === "error") subscription._emit("error", new GatewayError(frame.code, frame.message, frame));
+    else subscription._onSubscribed(frame, subscription._streamSince ?? null);
   }
 
   _scheduleReconnect(why, action) {
