@@ -1078,6 +1078,9 @@ export class GatewayClient extends Emitter {
     if (!this._socket) return;
     this.state = "connected";
     this.welcome = welcome;
+    const queued = this._queue;
+    this._queue = [];
+    for (const entry of queued) this._sendEntry(entry);
     this._emit("connected", { ...welcome, url: this._socket.url, transport: this.transport });
   }
 
