@@ -9,8 +9,8 @@ every channel (`gateway.wire.sse`): the ``Last-Event-ID`` an ``EventSource`` sen
 it reconnects (or ``?lastEventId=`` for a client that reopens the stream itself) resumes
 each channel with recovery, on any replica. ``latest=true`` asks for each channel's latest
 message where nothing can be recovered (``latest=CHANNEL``, repeated, for some of them). A
-stream may name no channel at all (a client that only publishes, through ``POST /publish``). A comment every ``ping_seconds`` keeps proxies
-from timing the stream out.
+stream may name no channel at all (a client that only publishes, through ``POST
+/publish``). A comment every ``ping_seconds`` keeps proxies from timing the stream out.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from tests.support.redis_server import RedisServer
 LISTEN = """(url) => {
   window.frames_ = [];
   const source = new EventSource(url);
-  source.onmessage = (event) => window.frames_.push({ ...JSON.parse(event.data), eventId: event.lastEventId });
+  source.onmessage = (event) =>
+    window.frames_.push({ ...JSON.parse(event.data), eventId: event.lastEventId });
   window.source_ = source;
 }"""
 

@@ -210,7 +210,7 @@ async def test_a_stream_that_is_not_read_is_closed_as_a_slow_consumer(
 ) -> None:
     settings = settings_factory(max_queue_bytes=65536, max_message_bytes=65536, rate=0)
     async with serve_in_process(settings) as gateway:
-        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         writer.write(b"GET /sse?channel=slow HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
         await wait_until(lambda: len(gateway.replica.connections) == 1, 5, "the stream")
