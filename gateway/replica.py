@@ -31,6 +31,7 @@ from gateway.services.http_publish import HttpPublishing
 from gateway.services.namespaces import Namespaces
 from gateway.services.presence import Presence
 from gateway.services.publisher import Publisher
+from gateway.session.centrifugo_control import ServerSideCommands
 from gateway.session.commands import Commands
 from gateway.session.connection import SessionContext
 from gateway.session.handshake import Endpoints
@@ -78,6 +79,7 @@ class Replica:
             history_reply_bytes=settings.history_reply_bytes,
         )
         self.control = ControlChannel(self.broker, self.connections, settings.node_id)
+        self.control.handlers.update(ServerSideCommands(self.connections).handlers())
         self.report = NodeReport(
             settings.node_id, self.stats, self.hub, self.connections, self.readiness
         )
@@ -120,6 +122,7 @@ class Replica:
 
         self.serve_protocol = self.endpoints.serve_protocol
         self.serve_plain_text = self.endpoints.serve_plain_text
+        self.serve_centrifugo = self.endpoints.serve_centrifugo
         self.draining = False
         self._running = False
 

@@ -59,6 +59,13 @@ class NamespaceOptions(BaseModel):
     join_leave: bool = False
     publish: bool = True
     subscribe: Literal["anyone", "authenticated", "token"] = "anyone"
+    # Centrifugo's namespace options (docs/centrifugo.md); /connection/websocket reads them.
+    force_push_join_leave: bool = False
+    force_recovery: bool = False
+    allowed_delta_types: list[Literal["fossil"]] = Field(default_factory=list)
+    delta_publish: bool = False
+    allow_history_for_subscriber: bool = True
+    allow_presence_for_subscriber: bool = True
 
     @property
     def history(self) -> bool:
@@ -117,6 +124,12 @@ class Settings(BaseSettings):
     idempotency_window: float = Field(default=300, gt=0)
     permessage_deflate: bool = False
     strict_namespaces: bool = False
+    # Centrifugo compatibility (docs/centrifugo.md)
+    jwt_require_exp: bool = True
+    anonymous_connect: bool = False
+    personal_channel: bool = False
+    personal_channel_namespace: str = ""
+    delta_max_bytes: int = Field(default=16384, ge=0)
     namespaces: dict[str, NamespaceOptions] = Field(default_factory=lambda: dict(DEMO_NAMESPACES))
 
     @field_validator("allowed_origins", "jwt_algorithms", "forwarded_allow_ips", mode="before")

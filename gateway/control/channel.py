@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -43,6 +45,8 @@ class ControlChannel:
         self._retry = retry
         self._task: asyncio.Task[None] | None = None
         self._live = False
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
+        """Further commands by ``op``, each run on every replica (never awaiting)."""
 
     @property
     def live(self) -> bool:
@@ -71,6 +75,15 @@ class ControlChannel:
         command = {"op": "disconnect", "user": user, "node": self._node_id}
         await self._broker.publish(CONTROL_CHANNEL, orjson.dumps(command)[:-1], None)
 
+    async def send(self, op: str, **fields: Any) -> None:
+        """Run ``op`` (one of `handlers`) with ``fields`` on every replica.
+
+        Raises:
+            GatewayError: `unavailable` when the broker did not take the command.
+        """
+        command = {**fields, "op": op, "node": self._node_id}
+        await self._broker.publish(CONTROL_CHANNEL, orjson.dumps(command)[:-1], None)
+
     def on_control(self, envelope: bytes) -> None:
         """Run a command received on the control channel; never awaits."""
         frame = parse_envelope(envelope)[3]
@@ -79,6 +92,13 @@ class ControlChannel:
             op, user = command["op"], command["user"]
         except (orjson.JSONDecodeError, TypeError, KeyError):
             log.warning("control.bad_command bytes=%d", len(frame))
+            return
+        handler = self.handlers.get(op)
+        if handler is not None:
+            try:
+                handler(command)
+            except Exception:
+                log.exception("control.handler_failed op=%s", op)
             return
         if op == "disconnect" and isinstance(user, str):
             closed = self._connections.of_user(user)

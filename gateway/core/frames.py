@@ -8,12 +8,21 @@ from typing import Protocol
 
 def text_frame(payload: bytes) -> bytes:
     """A complete, unmasked, final WebSocket text frame (RFC 6455 §5.2) carrying ``payload``."""
+    return _frame(0x81, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final WebSocket binary frame carrying ``payload``."""
+    return _frame(0x82, payload)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
     length = len(payload)
     if length < 126:
-        return bytes((0x81, length)) + payload
+        return bytes((first, length)) + payload
     if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length) + payload
-    return struct.pack("!BBQ", 0x81, 127, length) + payload
+        return struct.pack("!BBH", first, 126, length) + payload
+    return struct.pack("!BBQ", first, 127, length) + payload
 
 
 class Encoding(Protocol):
@@ -26,7 +35,8 @@ class Encoding(Protocol):
 
 
 class Outgoing:
-    """One frame on its way to clients: its JSON text and the WebSocket frame around it.
+    """One frame on its way to clients: its payload and the WebSocket frame around it (a
+    text frame for JSON, or a binary one).
 
     Built once per publication per replica and shared by every local subscriber; its forms
     in other dialects are built on first use and kept beside it (`encoded`).
@@ -34,11 +44,11 @@ class Outgoing:
 
     __slots__ = ("_encoded", "frame", "offset", "payload", "size")
 
-    def __init__(self, payload: bytes, offset: int = 0) -> None:
+    def __init__(self, payload: bytes, offset: int = 0, *, binary: bool = False) -> None:
         self.payload = payload
         self.size = len(payload)
         """The payload's bytes, counted once for every queue it may wait in."""
-        self.frame = text_frame(payload)
+        self.frame = binary_frame(payload) if binary else text_frame(payload)
         self.offset = offset
         """The message's offset on a channel with history; 0 otherwise."""
         self._encoded: dict[Encoding, Outgoing | None] | None = None

@@ -4,7 +4,8 @@ The fan-out path calls `Outbox.offer`, which never awaits: a frame goes straight
 socket when nothing is queued and the transport is not paused; otherwise it joins a queue
 bounded in messages and in bytes, which a writer task, started only while there is a
 backlog, drains as NDJSON frames (or frame by frame, for clients that take one message a
-frame). Only queued frames are counted: the direct path costs nothing more.
+frame; or, for a binary dialect, as binary frames of concatenated messages). Only queued
+frames are counted: the direct path costs nothing more.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from gateway.core.frames import Outgoing, text_frame
+from gateway.core.frames import Outgoing, binary_frame, text_frame
 from gateway.core.passes import LoopPasses
 
 MAX_BATCH_BYTES = 256 * 1024
@@ -29,12 +30,13 @@ class Sink(Protocol):
         """Write a complete WebSocket frame now if the socket can take it; never blocks."""
         ...
 
-    async def send(self, payload: bytes) -> None:
-        """Send one text message, waiting until the socket can take it."""
+    async def send(self, payload: bytes, binary: bool = False) -> None:
+        """Send one text (or binary) message, waiting until the socket can take it."""
         ...
 
     async def close(self, final: bytes, code: int, reason: str) -> None:
-        """Send a last text message and close the WebSocket, never waiting long on the peer."""
+        """Send a last text message (none when ``final`` is empty) and close the WebSocket,
+        never waiting long on the peer."""
         ...
 
 
@@ -43,9 +45,11 @@ class Outbox:
 
     __slots__ = (
         "_batches",
+        "_binary",
         "_byte_limit",
         "_bytes",
         "_closed",
+        "_framed",
         "_limit",
         "_on_backlog",
         "_passes",
@@ -65,15 +69,22 @@ class Outbox:
         *,
         byte_limit: int | None = None,
         batches: bool = True,
+        binary: bool = False,
+        framed: bool = True,
     ) -> None:
         """At most ``limit`` messages and ``byte_limit`` bytes wait in the queue (a single
         message larger than ``byte_limit`` may wait alone). ``on_backlog`` gets the queue's
         length each time the writer takes from it. Without ``batches`` each message
-        leaves in a frame of its own."""
+        leaves in a frame of its own. With ``binary`` frames are binary and a batch is its
+        messages concatenated (each carries its own length), not joined with newlines.
+        Without ``framed`` what is written is not wrapped in a WebSocket frame (a transport
+        that is not a WebSocket: its items are complete already)."""
         self._sink = sink
         self._limit = limit
         self._byte_limit = byte_limit if byte_limit is not None else sys.maxsize
         self._batches = batches
+        self._binary = binary
+        self._framed = framed
         self._passes = passes
         self._on_backlog = on_backlog
         self._queue: deque[bytes] | None = None
@@ -126,7 +137,7 @@ class Outbox:
 
     def put(self, payload: bytes) -> bool:
         """Write or queue a frame built for this connection alone (a reply, an error)."""
-        return self.offer(Outgoing(payload))
+        return self.offer(Outgoing(payload, binary=self._binary))
 
     def write_deferred(self) -> None:
         """Write the queue now if the socket can take it, else leave it to the writer."""
@@ -135,7 +146,11 @@ class Outbox:
             return
         while queue:
             batch = self._take_batch()
-            if not self._sink.try_write(text_frame(batch)):
+            if not self._framed:
+                frame = batch
+            else:
+                frame = binary_frame(batch) if self._binary else text_frame(batch)
+            if not self._sink.try_write(frame):
                 queue.appendleft(batch)
                 self._bytes += len(batch)
                 self._start_writer()
@@ -182,7 +197,8 @@ class Outbox:
     async def _drain(self) -> None:
         try:
             while self._queue and not self._closed:
-                await self._sink.send(self._take_batch())
+                batch = self._take_batch()
+                await (self._sink.send(batch, True) if self._binary else self._sink.send(batch))
                 if self._room is not None and not self.crowded:
                     self._wake_room()
         except Exception:  # the socket is gone: nothing more can be written
@@ -209,9 +225,10 @@ class Outbox:
             self._bytes -= size
             return first
         batch = [first]
+        separator = b"" if self._binary else b"\n"
         while queue and size + len(queue[0]) < MAX_BATCH_BYTES:
             item = queue.popleft()
             batch.append(item)
-            size += len(item) + 1
-        self._bytes -= size - (len(batch) - 1)
-        return b"\n".join(batch)
+            size += len(item) + len(separator)
+        self._bytes -= size - (len(batch) - 1) * len(separator)
+        return separator.join(batch)

@@ -25,7 +25,12 @@ from gateway.services.channels import Channels
 from gateway.services.publisher import Publisher
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import ERRORS, GatewayError
-from gateway.wire.protocol import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_OFFSET, StreamPosition
+from gateway.wire.protocol import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_OFFSET,
+    MAX_TAGS,
+    StreamPosition,
+)
 
 T = TypeVar("T")
 
@@ -56,11 +61,16 @@ IdempotencyKey = Annotated[
         "and nothing is delivered again",
     ),
 ]
+Tags = Annotated[
+    dict[str, str] | None,
+    Field(default=None, max_length=MAX_TAGS, description="Publication tags (string values)"),
+]
 
 
 class PublishRequest(_Request):
     channel: ChannelName
     data: JsonValue = Field(description="Any JSON value, null included")
+    tags: Tags = None
     idempotency_key: IdempotencyKey = None
 
 
@@ -71,6 +81,7 @@ class PublishResult(BaseModel):
 class BroadcastRequest(_Request):
     channels: list[ChannelName] = Field(min_length=1, max_length=MAX_BROADCAST_CHANNELS)
     data: JsonValue
+    tags: Tags = None
     idempotency_key: IdempotencyKey = None
 
 
@@ -198,7 +209,12 @@ def api_router(
     async def publish(body: PublishRequest) -> PublishResult:
         """Publish `data` to a channel as the server: the message carries no `from`."""
         offsets = await _answer(
-            publisher.broadcast([body.channel], body.data, idempotency_key=body.idempotency_key)
+            publisher.broadcast(
+                [body.channel],
+                body.data,
+                body.tags or None,
+                idempotency_key=body.idempotency_key,
+            )
         )
         return PublishResult(offset=offsets.get(body.channel))
 
@@ -206,8 +222,10 @@ def api_router(
     async def broadcast(body: BroadcastRequest) -> BroadcastResult:
         """Publish the same `data` to several channels."""
         names = list(dict.fromkeys(body.channels))
-        offsets = publisher.broadcast(names, body.data, idempotency_key=body.idempotency_key)
-        return BroadcastResult(offsets=await _answer(offsets))
+        published = publisher.broadcast(
+            names, body.data, body.tags or None, idempotency_key=body.idempotency_key
+        )
+        return BroadcastResult(offsets=await _answer(published))
 
     @router.get("/presence/{channel:path}")
     async def presence(channel: Annotated[ChannelName, Path()]) -> PresenceResult:

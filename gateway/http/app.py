@@ -24,6 +24,7 @@ from gateway.broker import Broker
 from gateway.http.api import api_router
 from gateway.http.api_docs import documented_app
 from gateway.http.assets import browser_client, locked_down, static_text, with_base
+from gateway.http.centrifugo_api import CentrifugoApi, CentrifugoApiRoute
 from gateway.http.publish import publish_router
 from gateway.replica import Replica
 from gateway.settings import Settings, load_settings
@@ -49,10 +50,20 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         summary="WebSocket pub/sub across replicas through Redis",
         lifespan=lifespan,
     )
+    centrifugo_api = CentrifugoApi(
+        replica.publisher,
+        replica.channels,
+        replica.control,
+        replica.registry,
+        replica.hub,
+        replica.settings.history_reply_bytes,
+    )
+    app.add_middleware(CentrifugoApiRoute, api=centrifugo_api, api_key=replica.settings.api_key)
     app.add_middleware(InternalPaths, port=replica.settings.internal_port)
     app.state.replica = replica
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
+    app.router.add_websocket_route("/connection/websocket", replica.serve_centrifugo)
     app.router.routes.append(Route("/sse", replica.serve_sse, include_in_schema=False))
     app.include_router(publish_router(replica.http_publishing, replica.origins))
     app.include_router(

@@ -118,6 +118,7 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._clock = clock
+        self._require_exp = settings.jwt_require_exp
         self.leeway = settings.jwt_leeway
         """Seconds of clock skew tolerated on ``exp`` and ``nbf``."""
 
@@ -131,8 +132,9 @@ class TokenVerifier:
         """The algorithms a token may be signed with."""
         return tuple(self._keys)
 
-    def connection(self, token: str) -> Principal:
-        """The principal a connection token establishes.
+    def connection(self, token: str, *, require_sub: bool = True) -> Principal:
+        """The principal a connection token establishes. Without ``require_sub`` a token
+        whose ``sub`` is empty or absent is an anonymous user's (as Centrifugo has it).
 
         Raises:
             TokenError: bad signature or algorithm, expired, no ``sub``, or malformed claims.
@@ -140,8 +142,9 @@ class TokenVerifier:
         claims = self._decode(token)
         if "channel" in claims:
             raise TokenError("a subscription token cannot open a connection")
+        user = _subject(claims) if require_sub or claims.get("sub") else None
         return Principal(
-            user=_subject(claims),
+            user=user,
             info=_object_claim(claims, "info"),
             channels=_patterns_claim(claims, "channels"),
             publish=_patterns_claim(claims, "publish"),
@@ -199,8 +202,9 @@ class TokenVerifier:
         now = self._clock()
         expires_at = _expiry(claims)
         if expires_at is None:
-            raise TokenError("token needs an exp claim")
-        if expires_at + self.leeway <= now:
+            if self._require_exp:
+                raise TokenError("token needs an exp claim")
+        elif expires_at + self.leeway <= now:
             raise TokenError("token expired", expired=True)
         not_before = _number_claim(claims, "nbf")
         if not_before is not None and not_before - self.leeway > now:

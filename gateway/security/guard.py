@@ -122,8 +122,17 @@ class ConnectionGuard:
             self._connection.close(UNAUTHORIZED)
             return None
         self._accept(principal)
-        assert principal.expires_at is not None
-        return int(principal.expires_at)
+        return None if principal.expires_at is None else int(principal.expires_at)
+
+    def rate(self) -> Verdict:
+        """Count one command against the connection's rate, for a dialect that answers a
+        refusal itself."""
+        return self._limiter.check()
+
+    def accept(self, principal: Principal) -> None:
+        """Take ``principal`` (verified by the caller) as the connection's, until its ``exp``."""
+        self._accept(principal)
+        self.connected = True
 
     def admit(self, command: Command | GatewayError | None) -> bool:
         """Count one command (None: a binary frame) against the rate, and the auth gate.
@@ -204,7 +213,9 @@ class ConnectionGuard:
 
     def _accept(self, principal: Principal) -> None:
         self._connection.principal = principal
-        assert principal.expires_at is not None
+        if principal.expires_at is None:
+            self.release()
+            return
         deadline = principal.expires_at + self._security.verifier.leeway
         self._schedule(deadline - self._security.clock(), TOKEN_EXPIRED)
 

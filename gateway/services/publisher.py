@@ -63,11 +63,13 @@ class Publisher:
         *,
         sender: Sender | None = None,
         options: NamespaceOptions | None = None,
+        tags: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> StreamPosition | None:
         """Publish ``data`` to ``channel`` now, and wait until the broker took it; its
         position where the namespace keeps history, else None. ``options`` are the
-        channel's namespace options when the caller looked them up already.
+        channel's namespace options when the caller looked them up already; ``tags``
+        travel with the message (`protocol.message_head`).
 
         A publication whose ``idempotency_key`` was accepted on the channel within the
         idempotency window is not stored or delivered again: the first one's position is
@@ -79,7 +81,7 @@ class Publisher:
                 `unavailable` when the broker did not accept it.
         """
         options = options if options is not None else self._namespaces.of(channel)
-        head = self._head(channel, data, sender)
+        head = self._head(channel, data, sender, tags)
         started = time.perf_counter()
         position = await self._broker.publish(
             channel,
@@ -97,6 +99,7 @@ class Publisher:
         *,
         sender: Sender | None = None,
         options: NamespaceOptions | None = None,
+        tags: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> asyncio.Future[StreamPosition | None]:
         """Check a publication now and queue it: publications queued in one event-loop pass
@@ -107,7 +110,7 @@ class Publisher:
             GatewayError: as `publish`, except `unavailable`, which fails the future.
         """
         options = options if options is not None else self._namespaces.of(channel)
-        head = self._head(channel, data, sender)
+        head = self._head(channel, data, sender, tags)
         future = self._broker.publish_later(
             channel,
             head,
@@ -118,7 +121,12 @@ class Publisher:
         return future
 
     async def broadcast(
-        self, channels: Iterable[str], data: Any, *, idempotency_key: str | None = None
+        self,
+        channels: Iterable[str],
+        data: Any,
+        tags: dict[str, str] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, int]:
         """Publish ``data`` to each channel as the server; the offsets of those with history.
 
@@ -131,7 +139,9 @@ class Publisher:
         options = {channel: self._namespaces.of(channel) for channel in channels}
         positions = await asyncio.gather(
             *(
-                self.publish(channel, data, options=opts, idempotency_key=idempotency_key)
+                self.publish(
+                    channel, data, options=opts, tags=tags, idempotency_key=idempotency_key
+                )
                 for channel, opts in options.items()
             )
         )
@@ -150,11 +160,15 @@ class Publisher:
         """
         await self._broker.publish(channel, event, None)
 
-    def _head(self, channel: str, data: Any, sender: Sender | None) -> bytes:
+    def _head(
+        self, channel: str, data: Any, sender: Sender | None, tags: dict[str, str] | None
+    ) -> bytes:
         if sender is None:
-            head = protocol.message_head(channel, data, None, None)
+            head = protocol.message_head(channel, data, None, None, tags=tags)
         else:
-            head = protocol.message_head(channel, data, sender.client, sender.user, sender.info)
+            head = protocol.message_head(
+                channel, data, sender.client, sender.user, sender.info, tags
+            )
         if len(head) + POSITION_BYTES > self._limit:
             raise GatewayError(ErrorCode.TOO_LARGE, f"the message would exceed {self._limit} bytes")
         return head

@@ -255,6 +255,7 @@ class Commands:
             command.data,
             sender=connection.sender,
             options=options,
+            tags=command.tags,
             idempotency_key=command.idempotency_key,
         )
         connection.send(published(command, position))
@@ -276,6 +277,7 @@ class Commands:
             command.data,
             sender=connection.sender,
             options=options,
+            tags=command.tags,
             idempotency_key=command.idempotency_key,
         )
 
@@ -307,5 +309,5 @@ class Commands:
 
     async def refresh(self, connection: Connection, command: Refresh) -> None:
         expires_at = connection.guard.refresh(command.token)
-        if expires_at is not None:
+        if not connection.closing:
             connection.send(protocol.reply("refreshed", command.id, exp=expires_at))

@@ -2,11 +2,14 @@
 
 `Connection` owns the read loop, the outbox and the close sequence. What a frame *means* is
 up to its dialect, a subclass that fills in the dialect interface: `opened` (after the
-handshake; sends `welcome` where the dialect has one), `on_text`, `on_binary`, `batches`
-(whether queued frames may leave together as NDJSON) and `encoding` (how the dialect shows a
-publication, when not as the pubsub.v1 frame itself). The dialects: `gateway.session.pubsub`
-(``/ws``, protocol v1) and `gateway.session.plain` (``/websocket``); another client protocol
-is one more subclass, served by one more endpoint of `gateway.session.handshake`.
+handshake; sends `welcome` where the dialect has one), `on_text`, `on_binary`, `farewell`
+(what the client gets when the server closes), `batches` (whether queued frames may leave
+together as NDJSON) and `encoding` (how the dialect shows a publication, when not as the
+pubsub.v1 frame itself). The dialects: `gateway.session.pubsub` (``/ws``, protocol v1),
+`gateway.session.plain` (``/websocket``) and `gateway.session.centrifugo`
+(``/connection/websocket``, Centrifugo's protocol, whose Protobuf encoding sends binary
+frames: ``binary``); another client protocol is one more subclass, served by one more
+endpoint of `gateway.session.handshake`.
 
 The hot path is `deliver`, which the hub calls for each publication of a subscribed
 channel: for a dialect without its own encoding it *is* the outbox's `offer` (no call in
@@ -113,9 +116,18 @@ class Connection:
     """Whether queued frames may leave together as one NDJSON frame."""
     encoding: ClassVar[Encoding | None] = None
     """How this dialect shows a publication; None: as the pubsub.v1 `message` frame."""
+    framed: ClassVar[bool] = True
+    """Whether the outbox wraps what it writes in WebSocket frames (a transport that is no
+    WebSocket, such as ``/sse``, writes its prepared items as they are)."""
 
     def __init__(
-        self, context: SessionContext, inbound: Inbound, sink: Sink, principal: Principal
+        self,
+        context: SessionContext,
+        inbound: Inbound,
+        sink: Sink,
+        principal: Principal,
+        *,
+        binary: bool = False,
     ) -> None:
         self.context = context
         self.id = new_client_id()
@@ -129,6 +141,8 @@ class Connection:
             context.on_backlog,
             byte_limit=settings.max_queue_bytes,
             batches=self.batches,
+            binary=binary,
+            framed=self.framed,
         )
         encoding = self.encoding
         self.deliver: Callable[[Outgoing], bool] = (
@@ -258,7 +272,12 @@ class Connection:
                     continue
                 text = event.get("text")
                 if text is None:
-                    self.on_binary()
+                    data = event.get("bytes") or b""
+                    if len(data) > max_bytes:
+                        self.close(MESSAGE_TOO_BIG)
+                    else:
+                        stats.received_bytes += len(data)
+                        await self.on_binary(data)
                 elif len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
                     self.close(MESSAGE_TOO_BIG)
                 else:
@@ -283,9 +302,14 @@ class Connection:
         """Handle one text frame from the client."""
         raise NotImplementedError
 
-    def on_binary(self) -> None:
+    async def on_binary(self, data: bytes) -> None:
         """Handle one binary frame from the client."""
         raise NotImplementedError
+
+    def farewell(self, reason: Disconnect) -> tuple[bytes, int, str]:
+        """What a server-initiated close sends: a last frame (empty: none), the close code
+        and its reason."""
+        return protocol.disconnect(reason), int(reason.code), reason.reason
 
     # Closing
 
@@ -294,7 +318,7 @@ class Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.flush(), FLUSH_BEFORE_CLOSE)
         await self.outbox.close()
-        await self._sink.close(protocol.disconnect(reason), int(reason.code), reason.reason)
+        await self._sink.close(*self.farewell(reason))
 
     async def _let_close_finish(self) -> None:
         """Give a close begun by a failure the time to send `disconnect` and the close frame

@@ -16,18 +16,21 @@ from gateway.security.auth import ANONYMOUS, Principal, anonymous
 from gateway.security.guard import Security
 from gateway.services.admission import Admission, HandshakePolicy, client_address
 from gateway.services.connections import ConnectionRegistry
+from gateway.session.centrifugo import CentrifugoConnection
+from gateway.session.centrifugo_encoding import DeltaEncoding
 from gateway.session.commands import Commands
 from gateway.session.connection import Connection, SessionContext
 from gateway.session.plain import PlainTextConnection
 from gateway.session.pubsub import ProtocolConnection
 from gateway.transport.sinks import sink_for
+from gateway.wire.centrifugo.codec import PROTOBUF_SUBPROTOCOL, Encoding, encoding_for
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import GatewayError
 from gateway.wire.protocol import SUBPROTOCOL
 
 
 class Endpoints:
-    """``/ws`` and ``/websocket`` of one replica."""
+    """``/ws``, ``/websocket`` and ``/connection/websocket`` of one replica."""
 
     def __init__(
         self,
@@ -44,6 +47,9 @@ class Endpoints:
         self._admission = admission
         self._connections = connections
         self._security = security
+        self._deltas = {
+            wire: DeltaEncoding(wire, context.settings.delta_max_bytes) for wire in Encoding
+        }
 
     async def serve_protocol(self, websocket: WebSocket) -> None:
         """Run a ``/ws`` client from handshake to close."""
@@ -76,6 +82,18 @@ class Endpoints:
         await websocket.accept()
         sink = sink_for(websocket)
         connection = PlainTextConnection(self._context, websocket, sink, principal, channel)
+        await self._run(connection, client_address(websocket.scope))
+
+    async def serve_centrifugo(self, websocket: WebSocket) -> None:
+        """Run a ``/connection/websocket`` client (Centrifugo's protocol) from handshake to
+        close: Protobuf when it offers the ``centrifuge-protobuf`` subprotocol, else JSON."""
+        if not await self._admit(websocket):
+            return
+        wire = encoding_for(websocket.scope.get("subprotocols") or ())
+        await websocket.accept(PROTOBUF_SUBPROTOCOL if wire.binary else None)
+        connection = CentrifugoConnection(
+            self._context, websocket, sink_for(websocket), ANONYMOUS, wire, self._deltas[wire]
+        )
         await self._run(connection, client_address(websocket.scope))
 
     async def _admit(self, websocket: WebSocket) -> bool:

@@ -68,5 +68,5 @@ class PlainTextConnection(Connection):
         self.guard.check_publish(channel, options, channel in self.channels)
         await self.context.publisher.publish(channel, text, sender=self.sender, options=options)
 
-    def on_binary(self) -> None:
+    async def on_binary(self, data: bytes) -> None:
         self.close(UNSUPPORTED_DATA)

@@ -131,7 +131,7 @@ class ProtocolConnection(Connection):
                 counts["publish", "ok"] += 1
                 self.send(published(command, position))
 
-    def on_binary(self) -> None:
+    async def on_binary(self, data: bytes) -> None:
         if not self.guard.admit(None):
             return
         self.send_error(

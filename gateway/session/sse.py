@@ -70,6 +70,8 @@ class SseEvent(Outgoing):
 class SseConnection(Connection):
     """One ``/sse`` stream: the channels of its request, and its position in each."""
 
+    framed = False
+
     __slots__ = (
         "_codes",
         "_commands",
@@ -97,7 +99,8 @@ class SseConnection(Connection):
         latest: frozenset[str],
         token: str | None,
     ) -> None:
-        super().__init__(context, inbound, sink, principal)
+        # binary: a backlog leaves as its events concatenated, with nothing between them
+        super().__init__(context, inbound, sink, principal, binary=True)
         self.deliver = self._deliver
         self._commands = commands
         self._names = channels
@@ -136,7 +139,7 @@ class SseConnection(Connection):
     async def on_text(self, text: str) -> None:
         """Nothing arrives on a stream after its request."""
 
-    def on_binary(self) -> None:
+    async def on_binary(self, data: bytes) -> None:
         """Nothing arrives on a stream after its request."""
 
     def send(self, payload: bytes) -> None:

@@ -14,7 +14,7 @@ import contextlib
 
 from starlette.websockets import WebSocket
 
-from gateway.core.frames import text_frame
+from gateway.core.frames import binary_frame, text_frame
 from gateway.transport.websocket import (
     CLOSE_DEADLINE,
     DIRECT_EXTENSION,
@@ -33,12 +33,12 @@ class DirectSink:
         self._protocol = protocol
         self.try_write = protocol.try_write
 
-    async def send(self, payload: bytes) -> None:
-        await self._protocol.send_frame(text_frame(payload))
+    async def send(self, payload: bytes, binary: bool = False) -> None:
+        await self._protocol.send_frame(binary_frame(payload) if binary else text_frame(payload))
 
     async def close(self, final: bytes, code: int, reason: str) -> None:
-        """Send ``final`` and close with ``code``, without waiting for a slow peer."""
-        self._protocol.close_now(text_frame(final), code, reason)
+        """Send ``final`` (if any) and close with ``code``, without waiting for a slow peer."""
+        self._protocol.close_now(text_frame(final) if final else b"", code, reason)
 
 
 class AsgiSink:
@@ -52,13 +52,18 @@ class AsgiSink:
     def try_write(self, frame: bytes) -> bool:
         return False
 
-    async def send(self, payload: bytes) -> None:
-        await self._websocket.send({"type": "websocket.send", "text": payload.decode()})
+    async def send(self, payload: bytes, binary: bool = False) -> None:
+        if binary:
+            await self._websocket.send({"type": "websocket.send", "bytes": payload})
+        else:
+            await self._websocket.send({"type": "websocket.send", "text": payload.decode()})
 
     async def close(self, final: bytes, code: int, reason: str) -> None:
-        """Send ``final`` and close with ``code``, each given at most ``CLOSE_DEADLINE``."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.send(final), CLOSE_DEADLINE)
+        """Send ``final`` (if any) and close with ``code``, each given at most
+        ``CLOSE_DEADLINE``."""
+        if final:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.send(final), CLOSE_DEADLINE)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._websocket.close(code, reason), CLOSE_DEADLINE)
 

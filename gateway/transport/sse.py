@@ -71,7 +71,8 @@ class SseSink:
         )
         await self._send({"type": "http.response.body", "body": first, "more_body": True})
 
-    async def send(self, payload: bytes) -> None:
+    async def send(self, payload: bytes, binary: bool = False) -> None:
+        """Send prepared events (a stream has no binary messages)."""
         await self._send({"type": "http.response.body", "body": payload, "more_body": True})
 
     async def close(self, final: bytes, code: int, reason: str) -> None:

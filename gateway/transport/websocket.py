@@ -220,7 +220,8 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         """
         if self.close_sent or self.disconnected or self.transport.is_closing():
             return
-        self.transport.write(final_frame)
+        if final_frame:
+            self.transport.write(final_frame)
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))

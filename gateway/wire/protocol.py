@@ -17,6 +17,8 @@ MAX_ID_LENGTH = 64
 MAX_IDEMPOTENCY_KEY_LENGTH = 64
 MAX_OFFSET = 2**63 - 1
 """Offsets are non-negative integers below 2^63 (Redis stream ids and counters are 64-bit)."""
+MAX_TAGS = 64
+"""Most tags one publication may carry (each key and value a string)."""
 
 CommandId: TypeAlias = int | str | None
 
@@ -57,6 +59,7 @@ class Publish:
     id: CommandId
     channel: str
     data: Any
+    tags: dict[str, str] | None = None
     idempotency_key: str | None = None
 
 
@@ -221,13 +224,33 @@ def _publish(obj: dict[str, Any], command_id: CommandId) -> Publish:
     channel = _channel(obj)
     if "data" not in obj:
         raise GatewayError(ErrorCode.BAD_REQUEST, "data is required")
+    tags = check_tags(obj.get("tags"))
     key = check_idempotency_key(obj.get("idempotency_key"))
-    return Publish(command_id, channel, obj["data"], key)
+    return Publish(command_id, channel, obj["data"], tags, key)
 
 
 def _subscribe(obj: dict[str, Any], command_id: CommandId) -> Subscribe:
     channel, since, token = _channel(obj), _since(obj), _token(obj, required=False)
     return Subscribe(command_id, channel, since, token, _latest(obj))
+
+
+def check_tags(tags: object) -> dict[str, str] | None:
+    """A publication's ``tags``: an object of at most `MAX_TAGS` string values (None: none).
+
+    Raises:
+        GatewayError: `bad_request` for anything else.
+    """
+    if tags is None:
+        return None
+    if (
+        not isinstance(tags, dict)
+        or len(tags) > MAX_TAGS
+        or not all(isinstance(value, str) for value in tags.values())
+    ):
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, f"tags must be an object of at most {MAX_TAGS} string values"
+        )
+    return tags or None
 
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], CommandId], Command]] = {
@@ -304,12 +327,18 @@ def disconnect(reason: Disconnect) -> bytes:
 
 
 def message_head(
-    channel: str, data: Any, client: str | None, user: str | None, info: Any = None
+    channel: str,
+    data: Any,
+    client: str | None,
+    user: str | None,
+    info: Any = None,
+    tags: dict[str, str] | None = None,
 ) -> bytes:
     """A `message` frame without its closing brace, so offset and epoch can still be appended.
 
     ``client`` is None for publications of the server API, which carry no `from`; ``info``
-    (the publisher's presence info) goes into `from` when there is one.
+    (the publisher's presence info) goes into `from` when there is one. ``tags`` travel
+    as the frame's `tags` (after `from`), so history and recovery keep them.
 
     Raises:
         GatewayError: `bad_request` when ``data`` cannot be encoded (nested deeper than
@@ -321,6 +350,8 @@ def message_head(
         if info is not None:
             sender["info"] = info
         frame["from"] = sender
+    if tags:
+        frame["tags"] = tags
     try:
         return orjson.dumps(frame)[:-1]
     except orjson.JSONEncodeError as exc:

@@ -5,15 +5,18 @@ stored nor delivered again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import httpx
 import pytest
 
 from gateway.broker.base import Broker, HistoryPolicy
 from gateway.broker.memory import MemoryBroker
 from gateway.broker.redis import RedisBroker
+from gateway.settings import Settings
 from gateway.wire import protocol
 from tests.integration.test_broker_contract import Recorder, head
+from tests.support.inprocess import serve_in_process
 from tests.support.net import wait_until
 from tests.support.redis_server import RedisServer
 
@@ -138,3 +141,20 @@ async def test_redis_keys_expire_with_the_window(redis_server: RedisServer) -> N
                 assert 29_000 < ttl <= 30_000
     finally:
         await instance.close()
+
+
+async def test_centrifugos_server_api_honours_the_idempotency_key(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with (
+        serve_in_process(settings_factory(api_key="cent-key")) as gateway,
+        httpx.AsyncClient(headers={"X-API-Key": "cent-key"}) as http,
+    ):
+        body = {"channel": "cent:once", "data": {"n": 1}, "idempotency_key": "k1"}
+        answers = [(await http.post(f"{gateway.http_url}/api/publish", json=body)).json()]
+        answers.append((await http.post(f"{gateway.http_url}/api/publish", json=body)).json())
+        assert answers[0] == answers[1]
+        assert answers[0]["result"]["offset"] == 1
+        other = {**body, "idempotency_key": "k2"}
+        third = (await http.post(f"{gateway.http_url}/api/publish", json=other)).json()
+        assert third["result"]["offset"] == 2

@@ -350,3 +350,30 @@ async def test_publish_over_http_from_another_origin_gets_cors_and_preflight(
         )
         assert refused.status_code == 403
         assert (await http.options(url, headers={"Origin": "https://evil.example"})).status_code
+
+
+async def test_events_of_one_loop_pass_leave_together_as_clean_event_stream_lines(
+    gateway: LocalGateway,
+) -> None:
+    """A burst (one NDJSON frame of publishes, fanned out in one pass) leaves as one write:
+    nothing but SSE fields and blank lines on the wire, whichever path wrote it."""
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as http,
+        http.stream("GET", sse_url(gateway.http_url, ["burst"])) as response,
+        await ProtocolClient.connect(gateway.ws_url) as publisher,
+    ):
+        lines = response.aiter_lines()
+        seen: list[str] = []
+        while not any('"op":"subscribed"' in line for line in seen):
+            seen.append(await anext(lines))
+        batch = "\n".join(
+            orjson.dumps({"op": "publish", "channel": "burst", "data": n}).decode()
+            for n in range(20)
+        )
+        await publisher.send(batch)
+        while sum('"op":"message"' in line for line in seen) < 20:
+            seen.append(await anext(lines))
+    fields = ("id: ", "data: ", "retry: ", ": ")
+    assert all(line == "" or line.startswith(fields) for line in seen), seen
+    ids = [line for line in seen if line.startswith("id: ")]
+    assert ids[-1].startswith("id: 1.20:")

@@ -31,7 +31,7 @@ class FakeSink:
         """What the written frames carried (each one a complete frame)."""
         return [bytes(parse_frame(frame).data) for frame in self.frames]
 
-    async def send(self, payload: bytes) -> None:
+    async def send(self, payload: bytes, binary: bool = False) -> None:
         await self.writable.wait()
         self.sent.append(payload)
 
