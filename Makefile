@@ -17,8 +17,8 @@ check: lint typecheck test
 
 # lint-imports checks the layering of gateway/ (the contracts in pyproject.toml).
 lint: install-test
-	$(BIN)/ruff check gateway tests bench client/python
-	$(BIN)/ruff format --check gateway tests bench client/python
+	$(BIN)/ruff check gateway tests bench client/python examples
+	$(BIN)/ruff format --check gateway tests bench client/python examples
 	$(BIN)/lint-imports
 
 typecheck: install-test

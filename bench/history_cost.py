@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -84,10 +86,17 @@ async def receive(websocket: ClientConnection, expected: int) -> None:
 
 
 async def one_round(
-    url: str, pids: tuple[int, int], channel: str, publishers: int, messages: int, keyed: bool
+    url: str,
+    pid: int,
+    channel: str,
+    publishers: int,
+    messages: int,
+    *,
+    keyed: bool = False,
+    redis_pid: int | None = None,
 ) -> dict[str, float]:
-    """One kind's run: publishes/s, and the CPU per publish of the gateway and of Redis."""
-    pid, redis_pid = pids
+    """One kind's run: publishes/s, and the CPU per publish of the gateway (and of Redis,
+    given its pid)."""
     async with connect(url, max_size=None) as subscriber:
         await subscriber.recv()
         await subscriber.send(orjson.dumps({"op": "subscribe", "channel": channel}).decode())
@@ -95,7 +104,8 @@ async def one_round(
         senders = [await connect(url, max_size=None) for _ in range(publishers)]
         for sender in senders:
             await sender.recv()
-        cpu_before, redis_before = cpu_seconds(pid), cpu_seconds(redis_pid)
+        redis_before = cpu_seconds(redis_pid) if redis_pid is not None else 0.0
+        cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         await asyncio.gather(
             receive(subscriber, publishers * messages),
@@ -103,26 +113,37 @@ async def one_round(
         )
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu_before
-        redis_cpu = cpu_seconds(redis_pid) - redis_before
+        redis_cpu = cpu_seconds(redis_pid) - redis_before if redis_pid is not None else 0.0
         for sender in senders:
             await sender.close()
     total = publishers * messages
-    return {
+    result = {
         "publishes_per_second": total / elapsed,
         "server_cpu_us_per_publish": cpu / total * 1e6,
-        "redis_cpu_us_per_publish": redis_cpu / total * 1e6,
     }
+    if redis_pid is not None:
+        result["redis_cpu_us_per_publish"] = redis_cpu / total * 1e6
+    return result
 
 
 async def measure(
     url: str, pids: tuple[int, int], publishers: int, messages: int, rounds: int, kinds: list[str]
 ) -> dict[str, dict[str, float]]:
+    pid, redis_pid = pids
     results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for index in range(rounds):
         for kind in kinds:
             channel, keyed = KINDS[kind]
             results[kind].append(
-                await one_round(url, pids, f"{channel}{index}", publishers, messages, keyed)
+                await one_round(
+                    url,
+                    pid,
+                    f"{channel}{index}",
+                    publishers,
+                    messages,
+                    keyed=keyed,
+                    redis_pid=redis_pid,
+                )
             )
     return {
         kind: {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
@@ -130,17 +151,10 @@ async def measure(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--publishers", type=int, default=8)
-    parser.add_argument("--messages", type=int, default=500, help="per publisher and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--no-keys", action="store_true", help="only the kinds without an idempotency key"
-    )
-    args = parser.parse_args()
-    kinds = [kind for kind, (_, keyed) in KINDS.items() if not (keyed and args.no_keys)]
-
+@contextlib.contextmanager
+def replica_on_redis(env: dict[str, str], *serve_args: str) -> Iterator[tuple[str, int, int]]:
+    """A throwaway redis-server and one ``gateway serve`` replica on it (with ``env`` and
+    ``serve_args``), ready; yields the replica's WebSocket URL, its pid and Redis's."""
     redis_port, port = free_port(), free_port()
     redis = subprocess.Popen(
         [
@@ -156,42 +170,53 @@ def main() -> None:
         ],
         stdout=subprocess.DEVNULL,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    environment.update(
         PYTHONPATH=str(ROOT),
         GATEWAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        GATEWAY_NAMESPACES=json.dumps({"plain": {"history_size": 0}}),
         GATEWAY_RATE="0",  # publishers send batches far above the per-connection rate limit
+        **env,
     )
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=ROOT,
-    )
+    command = [sys.executable, "-m", "gateway", "serve", *serve_args]
+    command += ["--port", str(port), "--log-level", "warning"]
+    gateway = subprocess.Popen(command, env=environment, cwd=ROOT)
     try:
         wait_ready(port, gateway)
-        url = f"ws://127.0.0.1:{port}/ws"
-        result = asyncio.run(
-            measure(
-                url, (gateway.pid, redis.pid), args.publishers, args.messages, args.rounds, kinds
-            )
-        )
-        result["ratio"] = {
-            f"{kind} / {base}": round(
-                result[kind]["publishes_per_second"] / result[base]["publishes_per_second"], 3
-            )
-            for kind, base in (
-                ("with_history", "without_history"),
-                ("with_history_keyed", "with_history"),
-                ("without_history_keyed", "without_history"),
-            )
-            if kind in result
-        }
-        print(json.dumps(result, indent=2))
+        yield f"ws://127.0.0.1:{port}/ws", gateway.pid, redis.pid
     finally:
         gateway.terminate()
         gateway.wait(20)
         redis.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--publishers", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=500, help="per publisher and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-keys", action="store_true", help="only the kinds without an idempotency key"
+    )
+    args = parser.parse_args()
+    kinds = [kind for kind, (_, keyed) in KINDS.items() if not (keyed and args.no_keys)]
+
+    namespaces = json.dumps({"plain": {"history_size": 0}})
+    with replica_on_redis({"GATEWAY_NAMESPACES": namespaces}) as (url, pid, redis_pid):
+        result = asyncio.run(
+            measure(url, (pid, redis_pid), args.publishers, args.messages, args.rounds, kinds)
+        )
+    result["ratio"] = {
+        f"{kind} / {base}": round(
+            result[kind]["publishes_per_second"] / result[base]["publishes_per_second"], 3
+        )
+        for kind, base in (
+            ("with_history", "without_history"),
+            ("with_history_keyed", "with_history"),
+            ("without_history_keyed", "without_history"),
+        )
+        if kind in result
+    }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,17 +11,60 @@ from typing import TYPE_CHECKING, Any
 from gateway.version import __version__
 
 if TYPE_CHECKING:
-    from gateway.http.app import create_app, mount
+    from gateway.extend import ChannelHistory, Gateway, create_app
+    from gateway.http.app import mount
+    from gateway.services.hooks import (
+        ConnectRequest,
+        DisconnectEvent,
+        Principal,
+        PublishRequest,
+        Reject,
+        RpcRequest,
+        SubscribeRequest,
+    )
     from gateway.settings import Settings, load_settings
+    from gateway.wire.errors import GatewayError
+    from gateway.wire.protocol import StreamPosition
+    from gateway.worker import Publisher
 
 _PUBLIC = {
-    "create_app": "gateway.http.app",
+    "Gateway": "gateway.extend",
+    "ChannelHistory": "gateway.extend",
+    "create_app": "gateway.extend",
     "mount": "gateway.http.app",
+    "Principal": "gateway.services.hooks",
+    "Reject": "gateway.services.hooks",
+    "ConnectRequest": "gateway.services.hooks",
+    "SubscribeRequest": "gateway.services.hooks",
+    "PublishRequest": "gateway.services.hooks",
+    "RpcRequest": "gateway.services.hooks",
+    "DisconnectEvent": "gateway.services.hooks",
+    "Publisher": "gateway.worker",
+    "GatewayError": "gateway.wire.errors",
+    "StreamPosition": "gateway.wire.protocol",
     "Settings": "gateway.settings",
     "load_settings": "gateway.settings",
 }
 
-__all__ = ["Settings", "__version__", "create_app", "load_settings", "mount"]
+__all__ = [
+    "ChannelHistory",
+    "ConnectRequest",
+    "DisconnectEvent",
+    "Gateway",
+    "GatewayError",
+    "Principal",
+    "PublishRequest",
+    "Publisher",
+    "Reject",
+    "RpcRequest",
+    "Settings",
+    "StreamPosition",
+    "SubscribeRequest",
+    "__version__",
+    "create_app",
+    "load_settings",
+    "mount",
+]
 
 
 def __getattr__(name: str) -> Any:

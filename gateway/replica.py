@@ -27,6 +27,7 @@ from gateway.security.origins import OriginPolicy
 from gateway.services.admission import Admission, HandshakePolicy
 from gateway.services.channels import Channels
 from gateway.services.connections import ConnectionRegistry
+from gateway.services.hooks import Hooks
 from gateway.services.http_publish import HttpPublishing
 from gateway.services.namespaces import Namespaces
 from gateway.services.presence import Presence
@@ -50,11 +51,17 @@ DRAIN_STEPS_PER_SECOND = 10
 class Replica:
     """Everything one replica owns; built by `create_app`, started and stopped by its lifespan."""
 
-    def __init__(self, settings: Settings, broker: Broker | None = None) -> None:
-        """Raises:
-        ConfigError: a key, an algorithm or an allowed origin in the settings is unusable.
+    def __init__(
+        self, settings: Settings, broker: Broker | None = None, hooks: Hooks | None = None
+    ) -> None:
+        """``hooks`` are the application's (`gateway.Gateway` registers them), run by every
+        session.
+
+        Raises:
+            ConfigError: a key, an algorithm or an allowed origin in the settings is unusable.
         """
         self.settings = settings
+        self.hooks = hooks if hooks is not None else Hooks(settings.hook_timeout)
         self.broker = broker if broker is not None else create_broker(settings)
         self.stats = Stats()
         self.metrics = Metrics()
@@ -105,10 +112,11 @@ class Replica:
             stats=self.stats,
             passes=LoopPasses(),
             on_backlog=self.metrics.queue_depth.observe,
+            hooks=self.hooks,
         )
         self.origins = OriginPolicy(settings.allowed_origins)
         policy = HandshakePolicy(self.origins, self.readiness, self.admission, self.connections)
-        commands = Commands(settings, self.channels, self.publisher, self.presence)
+        commands = Commands(settings, self.channels, self.publisher, self.presence, self.hooks)
         self.endpoints = Endpoints(
             context, commands, policy, self.admission, self.connections, self.security
         )
@@ -152,6 +160,7 @@ class Replica:
         routes = BrokerRoutes(
             self.hub.on_publication, self.control.on_control, self.hub.on_reconnected
         )
+        self.hooks.start()
         await self.broker.start(routes)
         self.presence.start()
         await self.control.start()

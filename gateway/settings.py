@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     ping_seconds: float = Field(default=25, gt=0)
     drain_seconds: float = Field(default=10, ge=0)
     connect_timeout: float = Field(default=10, gt=0)
+    hook_timeout: float = Field(default=10, gt=0)
     broker_timeout: float = Field(default=5, gt=0)
     presence_ttl: float = Field(default=15, gt=0)
     idempotency_window: float = Field(default=300, gt=0)
@@ -205,6 +206,25 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
             return Settings(**overrides)
         data = _read_toml(path)
         return _settings_with_file(data)(**{**overrides, "config": path})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+
+
+def with_overrides(base: Settings, config: Path | str | None = None, **overrides: Any) -> Settings:
+    """``base`` with the keys of the TOML file ``config`` over it, and ``overrides`` over
+    those; the environment is not read again (``gateway serve --app`` applies its options
+    to the settings an application built).
+
+    Raises:
+        ConfigError: as `load_settings`.
+    """
+    path = Path(config) if config else None
+    values: dict[str, Any] = base.model_dump()
+    if path is not None:
+        values.update(_read_toml(path), config=path)
+    values.update(overrides)
+    try:
+        return type(base).model_validate(values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
 

@@ -15,7 +15,9 @@ export type ServerErrorCode =
   | "rate_limited"
   | "too_large"
   | "unavailable"
-  | "internal";
+  | "internal"
+  | "unknown_method"
+  | "invalid_data";
 
 /** Codes the client produces itself. */
 export declare const ClientErrorCode: {
@@ -24,6 +26,8 @@ export declare const ClientErrorCode: {
   readonly TIMEOUT: "timeout";
   /** `maxUnacknowledged` publishes are waiting for their reply. */
   readonly OVERFLOW: "overflow";
+  /** The command is not available over the transport in use (SSE: `presence`, `history`, ...). */
+  readonly UNSUPPORTED: "unsupported";
 };
 export type ClientErrorCodeValue = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
@@ -33,7 +37,41 @@ export declare class GatewayError extends Error {
   readonly code: ServerErrorCode | ClientErrorCodeValue | string;
   /** The `error` frame, when the server sent one. */
   readonly frame: Frame | null;
+  /** What exactly was wrong, when the server said (`invalid_data`: the validation errors). */
+  readonly details: ValidationErrorDetail[] | null;
 }
+
+/** One validation error of `invalid_data` (pydantic's). */
+export interface ValidationErrorDetail {
+  loc: (string | number)[];
+  msg: string;
+  type: string;
+}
+
+/**
+ * What each namespace's channels carry: `{ namespace: payload type }`, as `gateway types`
+ * prints it (`"*"`: every namespace without its own; `"default"`: names without `:`).
+ * Give it to `GatewayClient<Channels>` and `publish` checks `data` against the channel's type.
+ */
+export type ChannelMap = { [namespace: string]: unknown };
+
+/** The namespace of a channel name: the part before the first `:` (a leading `$` is no part of it). */
+export type NamespaceOf<Channel extends string> = Channel extends `$${infer Rest}`
+  ? NamespaceOf<Rest>
+  : Channel extends `${infer Namespace}:${string}`
+    ? Namespace extends ""
+      ? "default"
+      : Namespace
+    : "default";
+
+/** The payload type of `Channel` in `Channels`; `unknown` for a name that is no literal. */
+export type ChannelData<Channels, Channel extends string> = string extends Channel
+  ? unknown
+  : NamespaceOf<Channel> extends keyof Channels
+    ? Channels[NamespaceOf<Channel>]
+    : "*" extends keyof Channels
+      ? Channels["*"]
+      : unknown;
 
 /** Any protocol frame. */
 export interface Frame {
@@ -104,8 +142,19 @@ export interface ConnectingEvent {
   url: string;
 }
 
+/** How the client reaches the gateway: a WebSocket, or `GET /sse` plus `POST /publish`. */
+export type TransportName = "websocket" | "sse";
+
 export interface ConnectedEvent extends Welcome {
   url: string;
+  /** The transport this connection uses. */
+  transport: TransportName;
+}
+
+/** The client moved to another transport (after `fallbackAfter` attempts that never opened). */
+export interface TransportEvent {
+  transport: TransportName;
+  previous: TransportName;
 }
 
 export interface DisconnectedEvent {
@@ -153,6 +202,7 @@ export interface ClientEvents {
   connecting: ConnectingEvent;
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
+  transport: TransportEvent;
   error: GatewayError;
   message: MessageFrame;
   join: PresenceChange;
@@ -186,7 +236,7 @@ export interface SubscribeOptions {
 }
 
 export declare class Subscription extends Emitter<SubscriptionEvents> {
-  readonly client: GatewayClient;
+  readonly client: GatewayClient<any>;
   readonly channel: string;
   readonly state: "pending" | "subscribing" | "subscribed" | "failed" | "unsubscribed";
   /** The offset and epoch of the last message seen; null on a channel without history. */
@@ -206,6 +256,17 @@ export interface ClientOptions {
   name?: string | (() => string | null | undefined);
   /** A WebSocket implementation; defaults to globalThis.WebSocket. */
   WebSocket?: typeof WebSocket;
+  /** An EventSource implementation for the SSE transport; defaults to globalThis.EventSource. */
+  EventSource?: typeof EventSource;
+  /** A fetch implementation for `POST /publish`; defaults to globalThis.fetch. */
+  fetch?: typeof fetch;
+  /**
+   * The transports to try, in order; default ["websocket", "sse"]. Those this environment
+   * cannot run (no EventSource or fetch) are left out.
+   */
+  transports?: TransportName[];
+  /** Attempts of a transport that never opened before the next one is tried; default 2. */
+  fallbackAfter?: number;
   /** Backoff base and cap in ms (full jitter): defaults 250 and 10000. */
   minDelay?: number;
   maxDelay?: number;
@@ -237,10 +298,12 @@ export interface PublishOptions {
   idempotencyKey?: string;
 }
 
-export declare class GatewayClient extends Emitter<ClientEvents> {
+export declare class GatewayClient<Channels = ChannelMap> extends Emitter<ClientEvents> {
   constructor(urls: string | string[], options?: ClientOptions);
   readonly urls: string[];
   readonly state: "disconnected" | "connecting" | "connected";
+  /** The transport in use (or tried next); the "transport" event tells of a change. */
+  readonly transport: TransportName;
   /** The current connection's `welcome`, or null. */
   readonly welcome: Welcome | null;
   readonly subscriptions: Map<string, Subscription>;
@@ -250,7 +313,13 @@ export declare class GatewayClient extends Emitter<ClientEvents> {
   close(): void;
   subscribe(channel: string, handlers?: SubscriptionHandlers, options?: SubscribeOptions): Subscription;
   /** Resolves once, and the message is delivered once, across reconnects (see `PublishOptions`). */
-  publish(channel: string, data: unknown, options?: PublishOptions): Promise<PublishedReply>;
+  publish<Channel extends string>(
+    channel: Channel,
+    data: ChannelData<Channels, Channel>,
+    options?: PublishOptions,
+  ): Promise<PublishedReply>;
+  /** Call a method the application serves in Python (`@gw.rpc(method)`); resolves with the reply's `data`. */
+  rpc<Result = unknown>(method: string, data?: unknown): Promise<Result>;
   presence(channel: string): Promise<PresenceReply>;
   history(channel: string, options?: { since?: StreamPosition; limit?: number }): Promise<HistoryReply>;
   /** Every reply it takes to read all matching messages, following `more`. */

@@ -53,6 +53,8 @@ export class GatewayError extends Error {
     this.name = "GatewayError";
     this.code = code;
     this.frame = frame;
+    /** What exactly was wrong, when the server said (`invalid_data`: the validation errors). */
+    this.details = frame?.details ?? null;
   }
 }
 
@@ -533,6 +535,10 @@ class SseSocket {
  * command owns), "join"/"leave"/"message" for every subscription.
  */
 export class GatewayClient extends Emitter {
+  /**
+   * @param {string | string[]} urls
+   * @param {import("./gateway.js").ClientOptions} [options]
+   */
   constructor(urls, options = {}) {
     super();
     this.urls = Array.isArray(urls) ? [...urls] : [urls];
@@ -654,6 +660,15 @@ export class GatewayClient extends Emitter {
     return this._track({ op: "publish", channel, data, idempotency_key }, this.options.publishTimeout, true);
   }
 
+  /**
+   * Call a method the application serves in Python (`@gw.rpc(method)`); resolves with the
+   * reply's `data`, rejects with a GatewayError (`unknown_method`, or what the method raised).
+   */
+  async rpc(method, data = null) {
+    const reply = await this.request({ op: "rpc", method, data });
+    return reply.data;
+  }
+
   /** Who is subscribed to `channel`; resolves with the `presence` reply (`clients`). */
   presence(channel) {
     return this.request({ op: "presence", channel });
@@ -663,6 +678,9 @@ export class GatewayClient extends Emitter {
    * A channel's retained messages; resolves with the `history` reply (`messages`, oldest
    * first). The server bounds a reply in bytes: `more` is true when matching messages were
    * left out; `historyPages` asks for them.
+   *
+   * @param {string} channel
+   * @param {{ since?: import("./gateway.js").StreamPosition, limit?: number }} [options]
    */
   history(channel, { since, limit } = {}) {
     const command = { op: "history", channel };
@@ -675,6 +693,9 @@ export class GatewayClient extends Emitter {
    * Every `history` reply it takes to read all the messages that match (those after
    * `since`, else the latest `limit`), oldest first: each next request asks for what
    * follows the last message received, while the reply says `more`.
+   *
+   * @param {string} channel
+   * @param {{ since?: import("./gateway.js").StreamPosition, limit?: number }} [options]
    */
   async *historyPages(channel, { since, limit } = {}) {
     for (;;) {
@@ -970,7 +991,8 @@ export class GatewayClient extends Emitter {
   async _refresh(socket) {
     if (socket !== this._socket || !this._wanted) return;
     try {
-      const token = await this.options.token();
+      const source = this.options.token;
+      const token = typeof source === "function" ? await source() : source;
       const reply = await this.request({ op: "refresh", token });
       this._token = token;
       socket.token = token;

@@ -142,6 +142,17 @@ class CommandLink:
         """Reach Redis for the first time, in the background."""
         self._start_probe()
 
+    async def open(self) -> None:
+        """Reach Redis for the first time, now: the link is up when this returns.
+
+        Raises:
+            Exception: what the probe raised (`TimeoutError` after ``timeout``).
+        """
+        async with asyncio.timeout(self._timeout):
+            await self._probe()
+        self._up = self._was_up = True
+        self._outage.connected()
+
     async def close(self) -> None:
         probing, self._probing = self._probing, None
         if probing is not None:

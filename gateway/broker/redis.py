@@ -117,6 +117,30 @@ class RedisBroker:
 
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
+        self._open_commands()
+        if not self._cluster:
+            self._add_listener(redact_url(self._url), CLASSIC, None)
+        assert self._link is not None
+        self._link.start()
+
+    async def start_publishing(self) -> None:
+        """Open the command link only, without pub/sub listeners: for a process that
+        publishes and reads but never subscribes (`gateway.Publisher`). Returns once Redis
+        answered.
+
+        Raises:
+            GatewayError: `unavailable` when Redis did not answer within the timeout.
+        """
+        self._open_commands()
+        assert self._link is not None
+        try:
+            await self._link.open()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self.close()
+            message = f"Redis at {_address(self._url)} did not answer: {describe(exc)}"
+            raise unavailable(message) from None
+
+    def _open_commands(self) -> None:
         no_retry = Retry(NoBackoff(), 0)
         options: dict[str, Any] = {
             "socket_timeout": self._timeout,
@@ -137,9 +161,6 @@ class RedisBroker:
             timeout=self._timeout,
             backoff=self._backoff,
         )
-        if not self._cluster:
-            self._add_listener(redact_url(self._url), CLASSIC, None)
-        self._link.start()
         self._publish_script = self._commands.register_script(scripts.PUBLISH_WITH_HISTORY)
         self._publish_once_script = self._commands.register_script(
             scripts.PUBLISH_WITH_HISTORY_ONCE
@@ -243,7 +264,7 @@ class RedisBroker:
         if isinstance(commands, RedisCluster):
             await commands.initialize()
             for node in commands.get_primaries():
-                if node.name not in self._listeners:
+                if self._handler is not None and node.name not in self._listeners:
                     self._add_listener(node.name, SHARDED, (node.host, int(node.port)))
             await commands.ping(target_nodes=RedisCluster.PRIMARIES)
         elif commands is not None:

@@ -173,8 +173,10 @@ class Cluster:
         config: str | None,
         log_level: str,
         output: IO[str],
+        app: str | None = None,
     ) -> None:
         self.settings = settings
+        self.app = app
         self.replicas = replicas
         self.port = port
         self.config = config
@@ -224,6 +226,9 @@ class Cluster:
             command += ["--config", self.config]
         assert self.redis_url is not None
         internal_port = free_port()
+        if self.app:
+            command += ["--app", self.app, "--redis-url", self.redis_url, "--node-id", name]
+            command += ["--internal-port", str(internal_port)]
         environment = child_environment(
             redis_url=self.redis_url, node_id=name, internal_port=internal_port
         )
@@ -382,18 +387,28 @@ def run_cluster(
     config: str | None = None,
     log_level: str = "info",
     output: IO[str] | None = None,
+    *,
+    app: str | None = None,
 ) -> int:
     """`gateway cluster`: start everything, serve until Ctrl-C or SIGTERM, stop everything.
+    With ``app`` (``MODULE:ATTR``), every replica serves that `gateway.Gateway`, and its
+    settings (under ``config``) decide whether Redis is started.
 
     Raises:
         ClusterError: a program is missing, the port is taken, or a child failed to start.
-        ConfigError: the settings or the config file are invalid.
+        ConfigError: the settings or the config file are invalid, or ``app`` is no gateway.
     """
-    settings = load_settings(config)
+    if app is not None:
+        from gateway.cli.apps import load_gateway
+        from gateway.settings import with_overrides
+
+        settings = with_overrides(load_gateway(app).settings, config)
+    else:
+        settings = load_settings(config)
     programs = required_programs(need_redis=settings.redis_url is None)
     template = _read_template()
     check_port_free(port)
-    cluster = Cluster(settings, replicas, port, config, log_level, output or sys.stdout)
+    cluster = Cluster(settings, replicas, port, config, log_level, output or sys.stdout, app)
     with _stop_on_signals(cluster.stop_requested):
         try:
             cluster.start(programs, template)

@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         "(default: $GATEWAY_INTERNAL_PORT, else one port serves everything)",
     )
     serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
+    serve.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="serve the gateway.Gateway object ATTR of MODULE (its hooks and settings; "
+        "the options given here override them)",
+    )
+    serve.add_argument("--redis-url", help="Redis URL (default: $GATEWAY_REDIS_URL)")
+    serve.add_argument("--node-id", help="replica id (default: $GATEWAY_NODE_ID)")
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     serve.add_argument(
         "--log-format",
@@ -62,9 +70,41 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--replicas", type=_positive, default=3, help="replicas (default 3)")
     cluster.add_argument("--port", type=_port, default=8000, help="nginx port (default 8000)")
     cluster.add_argument("--config", help="TOML config file for every replica")
+    cluster.add_argument(
+        "--app", metavar="MODULE:ATTR", help="each replica serves this gateway.Gateway object"
+    )
     cluster.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     cluster.set_defaults(run=_cluster)
+
+    for name, what in (
+        ("schema", "print the JSON Schema of each namespace's payload model"),
+        ("types", "print TypeScript declarations of each namespace's payload model"),
+    ):
+        command = commands.add_parser(name, help=what, description=what + ".")
+        command.add_argument(
+            "--app", metavar="MODULE:ATTR", required=True, help="the gateway.Gateway object"
+        )
+        command.set_defaults(run=_schema if name == "schema" else _types)
     return parser
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.cli.apps import load_gateway
+    from gateway.cli.schema import channel_schema
+
+    print(json.dumps(channel_schema(load_gateway(args.app).hooks), indent=2))
+    return 0
+
+
+def _types(args: argparse.Namespace) -> int:
+    from gateway.cli.apps import load_gateway
+    from gateway.cli.schema import channel_schema
+    from gateway.cli.typescript import declarations
+
+    print(declarations(channel_schema(load_gateway(args.app).hooks)), end="")
+    return 0
 
 
 def _integer(text: str) -> int:
@@ -94,7 +134,7 @@ def _cluster(args: argparse.Namespace) -> int:
     for problem in unknown_variables():
         print(f"gateway cluster: warning: {problem}", file=sys.stderr, flush=True)
     try:
-        return run_cluster(args.replicas, args.port, args.config, args.log_level)
+        return run_cluster(args.replicas, args.port, args.config, args.log_level, app=args.app)
     except ClusterError as exc:
         print(f"gateway cluster: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from gateway import redaction
-from gateway.http.app import create_app
+from gateway.cli.apps import configured, load_gateway
+from gateway.extend import Gateway
 from gateway.ops import logs
 from gateway.replica import Replica
 from gateway.settings import ConfigError, Settings, load_settings, warn_unknown_variables
@@ -67,9 +68,23 @@ class GatewayServer(uvicorn.Server):
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """``gateway serve``: bind the ports, build the replica's app and run it under uvicorn."""
-    overrides = {} if args.internal_port is None else {"internal_port": args.internal_port}
-    settings = load_settings(args.config, **overrides)
+    """``gateway serve``: bind the ports, build the replica's app and run it under uvicorn.
+
+    With ``--app MODULE:ATTR`` it serves that `Gateway` (its hooks, and the settings it was
+    built with, under the command's own options) instead of one without hooks.
+    """
+    overrides = {
+        "internal_port": args.internal_port,
+        "redis_url": args.redis_url,
+        "node_id": args.node_id,
+    }
+    if args.app is not None:
+        gateway = load_gateway(args.app)
+        settings = configured(gateway, args.config, **overrides)
+    else:
+        given = {name: value for name, value in overrides.items() if value is not None}
+        settings = load_settings(args.config, **given)
+        gateway = Gateway(settings)
     if settings.internal_port == args.port:
         raise ConfigError(f"the internal port must differ from the public port ({args.port})")
     try:
@@ -80,7 +95,7 @@ def serve_command(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, settings.node_id, args.log_format)
     warn_unknown_variables()
     redaction.install()
-    app = create_app(settings)
+    app = gateway.app
     config = uvicorn_config(app, settings, args.host, args.port, args.log_level)
     GatewayServer(config, app.state.replica, listeners.describe()).run(listeners.sockets)
     return 0

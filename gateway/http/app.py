@@ -27,14 +27,20 @@ from gateway.http.assets import browser_client, locked_down, static_text, with_b
 from gateway.http.centrifugo_api import CentrifugoApi, CentrifugoApiRoute
 from gateway.http.publish import publish_router
 from gateway.replica import Replica
+from gateway.services.hooks import Hooks
 from gateway.settings import Settings, load_settings
 from gateway.transport.ports import InternalPaths
 from gateway.version import __version__
 
 
-def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
-    """Build one replica's application; settings default to the environment and config file."""
-    replica = Replica(settings if settings is not None else load_settings(), broker)
+def create_app(
+    settings: Settings | None = None, *, broker: Broker | None = None, hooks: Hooks | None = None
+) -> FastAPI:
+    """Build one replica's application; settings default to the environment and config file.
+
+    ``hooks`` are the application's (`gateway.Gateway`, whose ``app`` this is, passes its own).
+    """
+    replica = Replica(settings if settings is not None else load_settings(), broker, hooks)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -94,6 +94,12 @@ class ConnectionGuard:
         self._schedule(self._security.settings.connect_timeout, CONNECT_TIMEOUT)
         return False
 
+    def grant(self, principal: Principal) -> None:
+        """Authenticate with a principal the application chose (``on_connect``): the
+        connection may run commands at once, without a token."""
+        self._connection.principal = principal
+        self.connected = True
+
     def connect(self, token: str) -> bool:
         """The ``connect`` op: True when it authenticated the connection (then send `welcome`).
 

@@ -1,9 +1,11 @@
 """What each protocol v1 command does on a replica: checks, service calls and replies.
 
-The seams for hooks: a subscription passes the permission checks in `Commands.subscribe`
-before `subscribed` is sent; every publication goes through `Commands.publish` or
-`Commands.publish_later` (pipelined, replies kept in order by the session); a new op is
-one more entry of `Commands.handlers`.
+The application's hooks (`gateway.services.hooks`) run here: ``on_subscribe`` in
+`Commands.subscribe` after the permission checks and before `subscribed` is sent;
+``on_publish`` (and its model's validation) in `Commands.prepare_publication`, which every
+client publication goes through, pipelined or not (the session keeps pipelined replies and
+publications in order); ``rpc`` methods in `Commands.rpc`. A new op is one more entry of
+`Commands.handlers`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from gateway.core.frames import Outgoing
 from gateway.core.history import HistoryPage, HistoryPolicy
 from gateway.core.recovery import RecoveryBuffer, merge
 from gateway.services.channels import Channels
+from gateway.services.hooks import Hooks
 from gateway.services.namespaces import history_policy
 from gateway.services.presence import Presence
 from gateway.services.publisher import Publisher
 from gateway.session.connection import Connection
-from gateway.settings import Settings
+from gateway.settings import NamespaceOptions, Settings
 from gateway.wire import protocol
 from gateway.wire.errors import BROKER_UNAVAILABLE, SLOW_CONSUMER, ErrorCode, GatewayError
 from gateway.wire.protocol import (
@@ -31,6 +34,7 @@ from gateway.wire.protocol import (
     Ping,
     Publish,
     Refresh,
+    Rpc,
     StreamPosition,
     Subscribe,
     Unsubscribe,
@@ -53,9 +57,15 @@ class Commands:
     """Runs commands for the connections of one replica."""
 
     def __init__(
-        self, settings: Settings, channels: Channels, publisher: Publisher, presence: Presence
+        self,
+        settings: Settings,
+        channels: Channels,
+        publisher: Publisher,
+        presence: Presence,
+        hooks: Hooks | None = None,
     ) -> None:
         self._settings = settings
+        self._hooks = hooks if hooks is not None else Hooks()
         self._channels = channels
         self._namespaces = channels.namespaces
         self._history = channels.history_reader
@@ -70,6 +80,7 @@ class Commands:
             Ping: self.ping,
             Connect: self.connect,
             Refresh: self.refresh,
+            Rpc: self.rpc,
         }
 
     async def run(self, connection: Connection, command: Command) -> None:
@@ -96,6 +107,11 @@ class Commands:
             raise GatewayError(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {limit} subscriptions per connection"
             )
+        await self._hooks.subscribe(
+            channel, connection.user, connection.id, connection.principal.info
+        )
+        if connection.closing:
+            return
         policy = history_policy(options)
         if policy is None or (command.since is None and not command.latest):
             position = await connection.subscribe(channel, policy)
@@ -247,12 +263,10 @@ class Commands:
         connection.send(protocol.reply("unsubscribed", command.id, channel=command.channel))
 
     async def publish(self, connection: Connection, command: Publish) -> None:
-        channel = command.channel
-        options = self._namespaces.of(channel)
-        connection.guard.check_publish(channel, options, channel in connection.channels)
+        data, options = await self.prepare_publication(connection, command)
         position = await self._publisher.publish(
-            channel,
-            command.data,
+            command.channel,
+            data,
             sender=connection.sender,
             options=options,
             tags=command.tags,
@@ -260,26 +274,53 @@ class Commands:
         )
         connection.send(published(command, position))
 
-    def publish_later(
+    async def prepare_publication(
         self, connection: Connection, command: Publish
-    ) -> asyncio.Future[StreamPosition | None]:
-        """Check a `publish` now and queue it; the future resolves once the broker took it.
+    ) -> tuple[Any, NamespaceOptions]:
+        """Check a `publish` and run what the application hooked on its namespace
+        (validation against the model, then ``on_publish``): the data to publish and the
+        channel's namespace options. Without a hook, nothing here waits.
 
         Raises:
             GatewayError: `unknown_namespace`, `forbidden` where this client may not
-                publish, `bad_request` or `too_large` for its data.
+                publish, `invalid_data`, or what the hook raised.
         """
         channel = command.channel
         options = self._namespaces.of(channel)
         connection.guard.check_publish(channel, options, channel in connection.channels)
+        rule = self._hooks.publishes_through(channel)
+        if rule is None:
+            return command.data, options
+        principal = connection.principal
+        data = await self._hooks.publish(
+            rule, channel, command.data, principal.user, connection.id, principal.info
+        )
+        return data, options
+
+    def publish_later(
+        self, connection: Connection, command: Publish, data: Any, options: NamespaceOptions
+    ) -> asyncio.Future[StreamPosition | None]:
+        """Queue a publication `prepare_publication` allowed; the future resolves once the
+        broker took it.
+
+        Raises:
+            GatewayError: `bad_request` or `too_large` for its data.
+        """
         return self._publisher.publish_later(
-            channel,
-            command.data,
+            command.channel,
+            data,
             sender=connection.sender,
             options=options,
             tags=command.tags,
             idempotency_key=command.idempotency_key,
         )
+
+    async def rpc(self, connection: Connection, command: Rpc) -> None:
+        principal = connection.principal
+        data = await self._hooks.rpc(
+            command.method, command.data, principal.user, connection.id, principal.info
+        )
+        connection.send(protocol.reply("rpc", command.id, data=data))
 
     async def presence(self, connection: Connection, command: PresenceCommand) -> None:
         options = self._namespaces.of(command.channel)

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from gateway.core.frames import Encoding, Outgoing
@@ -37,6 +37,7 @@ from gateway.ops import logs
 from gateway.security.auth import Principal
 from gateway.security.guard import Security
 from gateway.services.channels import Channels
+from gateway.services.hooks import Hooks
 from gateway.services.presence import Presence
 from gateway.services.publisher import Publisher, Sender
 from gateway.settings import Settings
@@ -92,6 +93,8 @@ class SessionContext:
     passes: LoopPasses
     on_backlog: Callable[[int], None] | None = None
     """Gets the queue's length each time a connection's writer takes from it (a metric)."""
+    hooks: Hooks = field(default_factory=Hooks)
+    """The application's hooks (`gateway.services.hooks`), which every dialect calls."""
 
 
 class Connection:
@@ -101,6 +104,7 @@ class Connection:
         "__weakref__",
         "_closer",
         "_closing",
+        "_ended_with",
         "_inbound",
         "_sink",
         "channels",
@@ -152,6 +156,7 @@ class Connection:
         self._inbound = inbound
         self._sink = sink
         self._closing: Disconnect | None = None
+        self._ended_with: int | None = None
         self._closer: asyncio.Task[None] | None = None
         self.guard = context.security.guard(self)
 
@@ -179,6 +184,14 @@ class Connection:
     def closing(self) -> bool:
         """True once the server or the client began closing the connection."""
         return self._closing is not None
+
+    @property
+    def close_code(self) -> int | None:
+        """How the connection ended: the server's close code, else the client's (1005 when
+        it gave none); None while it runs."""
+        if self._ended_with is not None:
+            return self._ended_with
+        return None if self._closing is None else int(self._closing.code)
 
     def send(self, payload: bytes) -> None:
         """Send a frame meant for this client alone; a full queue closes it as too slow."""
@@ -260,13 +273,15 @@ class Connection:
         logs.user_id.set(self.user)
         stats = self.context.stats
         try:
-            await self.opened()
+            if self._closing is None:
+                await self.opened()
             max_bytes = self.context.settings.max_message_bytes
             while True:
                 event = await self._inbound.receive()
                 if event["type"] != "websocket.receive":
                     if self._closing is None:
-                        stats.closes[int(event.get("code", 1005))] += 1
+                        self._ended_with = int(event.get("code", 1005))
+                        stats.closes[self._ended_with] += 1
                     break
                 if self._closing is not None:
                     continue
@@ -296,7 +311,8 @@ class Connection:
     # The dialect interface
 
     async def opened(self) -> None:
-        """Called once the handshake is accepted, before the first frame is read."""
+        """Called once the handshake is accepted and ``on_connect`` admitted the client,
+        before the first frame is read (not called when the connection is closing already)."""
 
     async def on_text(self, text: str) -> None:
         """Handle one text frame from the client."""

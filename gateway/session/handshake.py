@@ -1,21 +1,28 @@
 """The client endpoints: a WebSocket handshake, from admission to the connection's end.
 
 Each endpoint admits the handshake (`HandshakePolicy`: origin, readiness, limits), decides
-who the connection is until a token says otherwise, accepts, and runs the dialect's
-connection while the registry holds it. An ``on_connect`` hook belongs between deciding the
-principal and accepting, on every endpoint.
+who the connection is until a token says otherwise, accepts, and hands the dialect's
+connection to `Endpoints.run`, the one place every client endpoint goes through: while the
+registry holds the connection it runs ``on_connect`` (`identify`), then the connection, then
+``on_disconnect``. A new endpoint (another dialect, a transport that is not a WebSocket)
+builds its `Connection` and calls ``await endpoints.run(connection, scope, token=...)``.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
+from gateway.ops import logs
 from gateway.ops.refusals import REFUSALS
-from gateway.security.auth import ANONYMOUS, Principal, anonymous
+from gateway.security.auth import ANONYMOUS, Principal, TokenError, TokenVerifier, anonymous
 from gateway.security.guard import Security
 from gateway.services.admission import Admission, HandshakePolicy, client_address
 from gateway.services.connections import ConnectionRegistry
+from gateway.services.hooks import ConnectRequest, Hooks
 from gateway.session.centrifugo import CentrifugoConnection
 from gateway.session.centrifugo_encoding import DeltaEncoding
 from gateway.session.commands import Commands
@@ -25,8 +32,10 @@ from gateway.session.pubsub import ProtocolConnection
 from gateway.transport.sinks import sink_for
 from gateway.wire.centrifugo.codec import PROTOBUF_SUBPROTOCOL, Encoding, encoding_for
 from gateway.wire.channels import is_valid_channel
-from gateway.wire.errors import GatewayError
+from gateway.wire.errors import TOKEN_EXPIRED, CloseCode, Disconnect, GatewayError
 from gateway.wire.protocol import SUBPROTOCOL
+
+log = logging.getLogger(__name__)
 
 
 class Endpoints:
@@ -63,7 +72,7 @@ class Endpoints:
         connection = ProtocolConnection(
             self._context, self._commands, websocket, sink_for(websocket), principal
         )
-        await self._run(connection, client_address(websocket.scope))
+        await self.run(connection, websocket.scope, token=websocket.query_params.get("token"))
 
     async def serve_plain_text(self, websocket: WebSocket) -> None:
         """Run a ``/websocket`` client from handshake to close."""
@@ -82,7 +91,8 @@ class Endpoints:
         await websocket.accept()
         sink = sink_for(websocket)
         connection = PlainTextConnection(self._context, websocket, sink, principal, channel)
-        await self._run(connection, client_address(websocket.scope))
+        token = websocket.query_params.get("token")
+        await self.run(connection, websocket.scope, token=token, transport="plain")
 
     async def serve_centrifugo(self, websocket: WebSocket) -> None:
         """Run a ``/connection/websocket`` client (Centrifugo's protocol) from handshake to
@@ -94,7 +104,9 @@ class Endpoints:
         connection = CentrifugoConnection(
             self._context, websocket, sink_for(websocket), ANONYMOUS, wire, self._deltas[wire]
         )
-        await self._run(connection, client_address(websocket.scope))
+        await self.run(
+            connection, websocket.scope, token=None, transport="centrifugo", connect_hook=False
+        )
 
     async def _admit(self, websocket: WebSocket) -> bool:
         refusal = self._policy.refusal(websocket.scope)
@@ -114,14 +126,80 @@ class Endpoints:
             return None
         return ANONYMOUS if self._security.verifier.enabled else principal
 
-    async def _run(self, connection: Connection, address: str | None) -> None:
+    async def run(
+        self,
+        connection: Connection,
+        scope: Any,
+        *,
+        token: str | None,
+        transport: str = "pubsub",
+        connect_hook: bool = True,
+    ) -> None:
+        """Serve an accepted client from ``on_connect`` to ``on_disconnect``, counted in
+        the registry and the admission tally all along.
+
+        ``token`` is the connection token the handshake carried (``?token=``, a header),
+        for ``on_connect``'s ``claims``. A dialect whose clients authenticate later, in a
+        command of their own, passes ``connect_hook=False`` and calls `identify` then.
+        """
+        address = client_address(scope)
+        hooks = self._context.hooks
+        logs.client_id.set(connection.id)
         self._connections.add(connection)
         self._admission.opened(address)
+        admitted = False
         try:
+            if connect_hook and hooks.on_connect is not None:
+                verifier = self._security.verifier
+                outcome = await identify(hooks, verifier, scope, token, transport)
+                if isinstance(outcome, Disconnect):
+                    connection.close(outcome)
+                elif outcome is not None and not connection.closing:
+                    connection.guard.grant(outcome)
+            admitted = not connection.closing
             await connection.run()
         finally:
-            self._admission.closed(address)
-            self._connections.remove(connection)
+            try:
+                if admitted:
+                    code = connection.close_code or 1005
+                    await hooks.disconnect(connection.id, connection.user, code)
+            finally:
+                self._admission.closed(address)
+                self._connections.remove(connection)
+
+
+async def identify(
+    hooks: Hooks, verifier: TokenVerifier, scope: Any, token: str | None, transport: str
+) -> Principal | Disconnect | None:
+    """What ``on_connect`` decides for a new client: the principal it chose; None, the
+    token rules decide (also without a hook); or the close that refuses the client.
+
+    A token the client sent is verified first, for the hook's ``claims``: an invalid one
+    refuses the client (4001) before the hook runs, as it would without a hook. A
+    `Reject` closes as its code says (``unauthorized`` 4001, ``forbidden`` 4003), with
+    its message as the close reason; a hook that fails closes with 1011.
+    """
+    claims = None
+    if token is not None and verifier.enabled:
+        try:
+            claims = verifier.connection(token).claims
+        except TokenError as error:
+            if error.expired:
+                return TOKEN_EXPIRED
+            return Disconnect(CloseCode.UNAUTHORIZED, error.message)
+    try:
+        return await hooks.connect(ConnectRequest.from_scope(scope, claims, transport))
+    except GatewayError as error:
+        log.info("hook.connect_refused code=%s message=%s", error.code.value, error.message)
+        return Disconnect(error.closes_with.code, _close_reason(error.message))
+
+
+MAX_CLOSE_REASON_BYTES = 123
+"""The most a WebSocket close frame's reason holds (RFC 6455: 125 bytes with the code)."""
+
+
+def _close_reason(message: str) -> str:
+    return message.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 async def deny(websocket: WebSocket, status: int, message: str) -> None:

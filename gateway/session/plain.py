@@ -1,5 +1,11 @@
 """The plain-text dialect (``/websocket``): every text frame a client sends is published as a
-string to one channel, and it receives that channel's messages as bare text."""
+string to one channel, and it receives that channel's messages as bare text.
+
+Hooks apply as on ``/ws``. Without `error` frames to answer with, a refusal (a `Reject` of
+``on_subscribe`` or ``on_publish``, `invalid_data`) closes the connection with the close
+code of its error code; a hook that fails (`internal`) drops that one line, logged, and
+the connection goes on.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from gateway.core.outbox import Sink
 from gateway.security.auth import Principal
 from gateway.services.namespaces import history_policy
 from gateway.session.connection import Connection, Inbound, SessionContext
-from gateway.wire.errors import UNSUPPORTED_DATA
+from gateway.wire.errors import UNSUPPORTED_DATA, ErrorCode, GatewayError
 
 
 class PlainText:
@@ -55,6 +61,8 @@ class PlainTextConnection(Connection):
             return
         options = self.context.channels.namespaces.of(self._channel)
         self.guard.check_subscribe(self._channel, options, None)
+        principal = self.principal
+        await self.context.hooks.subscribe(self._channel, principal.user, self.id, principal.info)
         await self.subscribe(self._channel, history_policy(options))
         if options.presence:
             await self.context.presence.join(
@@ -66,7 +74,20 @@ class PlainTextConnection(Connection):
         channel = self._channel
         options = self.context.channels.namespaces.of(channel)
         self.guard.check_publish(channel, options, channel in self.channels)
-        await self.context.publisher.publish(channel, text, sender=self.sender, options=options)
+        data: Any = text
+        hooks = self.context.hooks
+        rule = hooks.publishes_through(channel)
+        if rule is not None:
+            principal = self.principal
+            try:
+                data = await hooks.publish(
+                    rule, channel, text, principal.user, self.id, principal.info
+                )
+            except GatewayError as error:
+                if error.code is not ErrorCode.INTERNAL:
+                    raise
+                return
+        await self.context.publisher.publish(channel, data, sender=self.sender, options=options)
 
     async def on_binary(self, data: bytes) -> None:
         self.close(UNSUPPORTED_DATA)

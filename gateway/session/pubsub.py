@@ -22,7 +22,7 @@ PIPELINED_PUBLISHES = 256
 class ProtocolConnection(Connection):
     """A ``/ws`` client speaking protocol v1."""
 
-    __slots__ = ("_commands", "_pending")
+    __slots__ = ("_batch_open", "_commands", "_pending")
 
     def __init__(
         self,
@@ -37,6 +37,9 @@ class ProtocolConnection(Connection):
         self._pending: list[bytes | tuple[Publish, asyncio.Future[StreamPosition | None]]] | None
         self._pending = None
         """Replies held back behind publications still on their way to the broker."""
+        self._batch_open = False
+        """True from queueing a publication until the end of that loop pass: what is
+        queued meanwhile leaves for the broker in the same pipeline, after it."""
 
     def send(self, payload: bytes) -> None:
         pending = self._pending
@@ -79,7 +82,7 @@ class ProtocolConnection(Connection):
                 self._pending is not None
                 or (index + 1 < len(frame) and isinstance(frame[index + 1], Publish))
             ):
-                self._publish_later(command)
+                await self._publish_later(command)
                 continue
             op = protocol.op_of(command)
             try:
@@ -98,11 +101,23 @@ class ProtocolConnection(Connection):
         self.context.stats.commands[op, ErrorCode.INTERNAL.value] += 1
         self.send_error(GatewayError(ErrorCode.INTERNAL, "internal error", command_id))
 
-    def _publish_later(self, command: Publish) -> None:
+    async def _publish_later(self, command: Publish) -> None:
+        """Queue a pipelined publication behind the earlier ones.
+
+        Publications queued in one loop pass leave in one pipeline, in order. When the
+        pass ended before this one is queued (its ``on_publish`` hook waited on something,
+        or its client on room in the queue), the earlier ones may still be on their way
+        in another pipeline: this one then waits until the broker took them, so that it
+        can never overtake them.
+        """
         if self._pending is None:
             self._pending = []
+        commands = self._commands
         try:
-            future = self._commands.publish_later(self, command)
+            data, options = await commands.prepare_publication(self, command)
+            if not self._batch_open:
+                await self._publications_taken()
+            future = commands.publish_later(self, command, data, options)
         except GatewayError as error:
             self.context.stats.commands["publish", error.code.value] += 1
             self.send_error(error.with_id(command.id))
@@ -110,6 +125,22 @@ class ProtocolConnection(Connection):
             self._failed("publish", command.id)
         else:
             self._pending.append((command, future))
+            if not self._batch_open:
+                self._batch_open = True
+                asyncio.get_running_loop().call_soon(self._close_batch)
+
+    def _close_batch(self) -> None:
+        self._batch_open = False
+
+    async def _publications_taken(self) -> None:
+        """Wait until the broker settled every publication queued so far."""
+        waiting = [
+            item[1]
+            for item in self._pending or ()
+            if isinstance(item, tuple) and not item[1].done()
+        ]
+        if waiting:
+            await asyncio.wait(waiting)
 
     async def _settle(self) -> None:
         """Send the held-back replies in order, waiting for each publication's outcome."""

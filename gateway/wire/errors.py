@@ -36,6 +36,8 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    UNKNOWN_METHOD = "unknown_method"
+    INVALID_DATA = "invalid_data"
 
 
 class CloseCode(IntEnum):
@@ -72,7 +74,9 @@ CLOSES: dict[CloseCode, CloseRule] = {
     CloseCode.GOING_AWAY: CloseRule(
         "replica shutting down", "now", "reconnect at once, recovering"
     ),
-    CloseCode.UNSUPPORTED_DATA: CloseRule("binary frame on `/websocket`", "stop", "stop"),
+    CloseCode.UNSUPPORTED_DATA: CloseRule(
+        "binary frame, or data the channel's model refuses, on `/websocket`", "stop", "stop"
+    ),
     CloseCode.MESSAGE_TOO_BIG: CloseRule(
         "frame larger than `max_message_bytes`", "stop", "stop; fix the sender"
     ),
@@ -123,6 +127,7 @@ SHUTDOWN = Disconnect(CloseCode.GOING_AWAY, "shutdown")
 DRAIN = Disconnect(CloseCode.SERVICE_RESTART, "replica restarting")
 MESSAGE_TOO_BIG = Disconnect(CloseCode.MESSAGE_TOO_BIG, "frame too large")
 UNSUPPORTED_DATA = Disconnect(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+INVALID_DATA = Disconnect(CloseCode.UNSUPPORTED_DATA, "data the channel does not accept")
 INTERNAL_ERROR = Disconnect(CloseCode.INTERNAL_ERROR, "internal error")
 BROKER_UNAVAILABLE = Disconnect(CloseCode.INTERNAL_ERROR, "broker unavailable")
 UNAUTHORIZED = Disconnect(CloseCode.UNAUTHORIZED, "unauthorized")
@@ -185,6 +190,12 @@ ERRORS: dict[ErrorCode, ErrorRule] = {
         closes_with=BROKER_UNAVAILABLE,
     ),
     ErrorCode.INTERNAL: ErrorRule("a bug; the connection stays open", retry=True),
+    ErrorCode.UNKNOWN_METHOD: ErrorRule("`rpc` names a method the application does not serve"),
+    ErrorCode.INVALID_DATA: ErrorRule(
+        "`data` does not validate against the channel's model; `details` says where",
+        status=422,
+        closes_with=INVALID_DATA,
+    ),
 }
 
 RETRYABLE_SUBSCRIBE_ERRORS = frozenset(code.value for code, rule in ERRORS.items() if rule.retry)
@@ -210,15 +221,24 @@ def close_action(code: int, reconnect: bool | None = None) -> ClientAction:
 class GatewayError(Exception):
     """A command failed; becomes an `error` frame with `code`, `message` and the command's id."""
 
-    def __init__(self, code: ErrorCode, message: str, id: int | str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        id: int | str | None = None,
+        *,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.id = id
+        self.details = details
+        """What exactly was wrong (`invalid_data`: pydantic's errors), sent as ``details``."""
 
     def with_id(self, id: int | str | None) -> GatewayError:
         """The same error, answering the command with this id."""
-        return GatewayError(self.code, self.message, id)
+        return GatewayError(self.code, self.message, id, details=self.details)
 
     @property
     def closes_with(self) -> Disconnect:

@@ -88,9 +88,20 @@ class Ping:
     id: CommandId
 
 
+@dataclass(frozen=True, slots=True)
+class Rpc:
+    """A call of a method the application serves (``@gw.rpc``)."""
+
+    id: CommandId
+    method: str
+    data: Any = None
+
+
 Command: TypeAlias = (
-    Connect | Subscribe | Unsubscribe | Publish | Presence | History | Refresh | Ping
+    Connect | Subscribe | Unsubscribe | Publish | Presence | History | Refresh | Ping | Rpc
 )
+
+MAX_METHOD_LENGTH = 128
 
 
 def parse(text: str) -> list[Command | GatewayError]:
@@ -253,6 +264,17 @@ def check_tags(tags: object) -> dict[str, str] | None:
     return tags or None
 
 
+def _rpc(obj: dict[str, Any], command_id: CommandId) -> Rpc:
+    method = obj.get("method")
+    if method is None:
+        raise GatewayError(ErrorCode.BAD_REQUEST, "method is required")
+    if not isinstance(method, str) or not 0 < len(method) <= MAX_METHOD_LENGTH:
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST, f"method must be a string of 1-{MAX_METHOD_LENGTH} characters"
+        )
+    return Rpc(command_id, method, obj.get("data"))
+
+
 _BUILDERS: dict[str, Callable[[dict[str, Any], CommandId], Command]] = {
     "connect": lambda o, i: Connect(i, _token(o, required=True) or ""),
     "subscribe": _subscribe,
@@ -262,6 +284,7 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], CommandId], Command]] = {
     "history": lambda o, i: History(i, _channel(o), _since(o), _limit(o)),
     "refresh": lambda o, i: Refresh(i, _token(o, required=True) or ""),
     "ping": lambda o, i: Ping(i),
+    "rpc": _rpc,
 }
 
 KNOWN_OPS = frozenset(_BUILDERS)
@@ -274,6 +297,7 @@ _OP_OF_TYPE: dict[type[Any], str] = {
     History: "history",
     Refresh: "refresh",
     Ping: "ping",
+    Rpc: "rpc",
 }
 
 
@@ -295,7 +319,9 @@ def reply(op: str, command_id: CommandId, **fields: Any) -> bytes:
 
 
 def error(err: GatewayError) -> bytes:
-    """The `error` frame answering a failed command."""
+    """The `error` frame answering a failed command (with ``details`` when it has them)."""
+    if err.details is not None:
+        return reply("error", err.id, code=err.code.value, message=err.message, details=err.details)
     return reply("error", err.id, code=err.code.value, message=err.message)
 
 

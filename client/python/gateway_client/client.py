@@ -567,6 +567,16 @@ class GatewayClient(_Emitter):
             with contextlib.suppress(ValueError):
                 self._queue.remove(request)
 
+    async def rpc(self, method: str, data: Any = None) -> Any:
+        """Call a method the application serves in Python (``@gw.rpc(method)``); returns
+        the reply's ``data``.
+
+        Raises:
+            GatewayClientError: `unknown_method`, what the method raised, or as `request`.
+        """
+        reply = await self.request("rpc", method=method, data=data)
+        return reply.get("data")
+
     async def presence(self, channel: str) -> Frame:
         """Who is subscribed to ``channel``: the `presence` reply (``clients``)."""
         return await self.request("presence", channel=channel)

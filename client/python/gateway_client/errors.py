@@ -28,7 +28,8 @@ class ClientErrorCode(StrEnum):
 class GatewayClientError(Exception):
     """A command failed; ``code`` is the protocol's error code or a `ClientErrorCode`.
 
-    ``frame`` is the server's `error` frame, if any; ``status`` the HTTP status that
+    ``frame`` is the server's `error` frame, if any, and ``details`` what it says exactly
+    was wrong (`invalid_data`: the validation errors); ``status`` the HTTP status that
     refused the handshake (`ClientErrorCode.REFUSED`), if any.
     """
 
@@ -44,4 +45,5 @@ class GatewayClientError(Exception):
         self.code = str(code)
         self.message = message
         self.frame = frame
+        self.details: list[dict[str, Any]] | None = frame.get("details") if frame else None
         self.status = status

@@ -65,6 +65,8 @@ ERROR_MESSAGES = {
 ERROR_CODES: dict[ErrorCode, CentrifugoError] = {
     ErrorCode.BAD_REQUEST: CentrifugoError.BAD_REQUEST,
     ErrorCode.UNKNOWN_OP: CentrifugoError.METHOD_NOT_FOUND,
+    ErrorCode.UNKNOWN_METHOD: CentrifugoError.METHOD_NOT_FOUND,
+    ErrorCode.INVALID_DATA: CentrifugoError.BAD_REQUEST,
     ErrorCode.UNAUTHORIZED: CentrifugoError.UNAUTHORIZED,
     ErrorCode.FORBIDDEN: CentrifugoError.PERMISSION_DENIED,
     ErrorCode.UNKNOWN_NAMESPACE: CentrifugoError.UNKNOWN_CHANNEL,

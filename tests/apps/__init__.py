@@ -1,0 +1,1 @@
+"""Applications that tests serve with ``gateway serve --app`` or import for ``gateway schema``."""
