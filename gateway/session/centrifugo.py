@@ -698,7 +698,13 @@ class CentrifugoConnection(Connection):
         self._check_boundary(channel)
         self.guard.check_publish(channel, options, channel in self.channels)
         data = _json_data(request.data)
-        await self.context.publisher.publish(channel, data, sender=self.sender, options=options)
+        await self.context.publisher.publish(
+            channel,
+            data,
+            sender=self.sender,
+            options=options,
+            idempotency_key=request.idempotency_key or None,
+        )
         self._reply(command_id, "publish")
 
     async def _history(self, command_id: int, request: Any) -> None:
