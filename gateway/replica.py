@@ -125,7 +125,7 @@ class Replica:
         )
         """``GET /sse``, an ASGI application."""
         self.http_publishing = HttpPublishing(
-            settings, self.security, self.origins, self.namespaces, self.publisher
+            settings, self.security, self.origins, self.namespaces, self.publisher, self.hooks
         )
 
         self.serve_protocol = self.endpoints.serve_protocol

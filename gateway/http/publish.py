@@ -37,6 +37,7 @@ def publish_router(publishing: HttpPublishing, origins: OriginPolicy) -> APIRout
                 address=client_address(request.scope),
                 origin=headers.get("origin"),
                 host=headers.get("host"),
+                scope=request.scope,
             )
         except GatewayError as error:
             return Response(protocol.error(error), ERRORS[error.code].status, cors, media_type=JSON)

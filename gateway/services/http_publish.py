@@ -6,8 +6,10 @@ caller's stream id (the `welcome` of its ``/sse`` stream), shown as the message'
 ``from.client`` (a fresh id without it). It passes the same checks as `publish` on ``/ws``:
 the ``Origin`` allow-list, the token, the command rate (per user, or per client address
 without auth), ``max_message_bytes``, the namespace and the publish permission (as for a
-client not subscribed to the channel). The answer is the `published` frame, or the `error`
-frame with the HTTP status of its code.
+client not subscribed to the channel). The application's hooks run as for ``publish`` on
+``/ws``: ``on_connect`` says who the caller is (transport ``"http"``; each request is asked
+anew, and no ``on_disconnect`` follows), then the channel's model and ``on_publish``. The
+answer is the `published` frame, or the `error` frame with the HTTP status of its code.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from gateway.security.auth import ANONYMOUS, Principal, TokenError
 from gateway.security.guard import Security
 from gateway.security.origins import OriginPolicy
 from gateway.security.ratelimit import TokenBucket
+from gateway.services.hooks import ConnectRequest, Hooks
 from gateway.services.namespaces import Namespaces
 from gateway.services.publisher import Publisher, Sender
 from gateway.settings import Settings
@@ -50,6 +53,7 @@ class HttpPublishing:
         origins: OriginPolicy,
         namespaces: Namespaces,
         publisher: Publisher,
+        hooks: Hooks | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rate = settings.rate
@@ -58,6 +62,7 @@ class HttpPublishing:
         self._origins = origins
         self._namespaces = namespaces
         self._publisher = publisher
+        self._hooks = hooks if hooks is not None else Hooks()
         self._clock = clock
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
@@ -74,17 +79,20 @@ class HttpPublishing:
         address: str | None,
         origin: str | None,
         host: str | None,
+        scope: Any,
     ) -> bytes:
-        """Check and publish one request's message; the `published` frame.
+        """Check and publish one request's message; the `published` frame. ``scope`` is
+        the request's ASGI scope, for ``on_connect``.
 
         Raises:
             GatewayError: `forbidden` (origin, permission), `unauthorized`, `rate_limited`,
-                `too_large`, `bad_request`, `unknown_namespace`, `unavailable`.
+                `too_large`, `bad_request`, `unknown_namespace`, `invalid_data`,
+                `unavailable`, or what a hook raised.
         """
         refusal = self._origins.refusal(origin, host)
         if refusal is not None:
             raise GatewayError(ErrorCode.FORBIDDEN, refusal)
-        principal = self._principal(token)
+        principal = await self._principal(token, scope)
         self._check_rate(principal.user or address or "")
         if len(body) > self._max_bytes:
             raise GatewayError(ErrorCode.TOO_LARGE, f"the body exceeds {self._max_bytes} bytes")
@@ -93,27 +101,48 @@ class HttpPublishing:
         options = self._namespaces.of(channel)
         self._security.access.check_publish(principal, channel, options, False)
         client = fields.get("client") or secrets.token_urlsafe(12)
+        key = fields.get("idempotency_key")
+        data = fields["data"]
+        rule = self._hooks.publishes_through(channel)
+        if rule is not None:
+            data = await self._hooks.publish(
+                rule, channel, data, principal.user, client, principal.info, key
+            )
         position = await self._publisher.publish(
             channel,
-            fields["data"],
+            data,
             sender=Sender(client, principal.user, principal.info),
             options=options,
-            idempotency_key=fields.get("idempotency_key"),
+            idempotency_key=key,
         )
         if position is None:
             return protocol.reply("published", None, channel=channel)
         return protocol.reply("published", None, channel=channel, offset=position.offset)
 
-    def _principal(self, token: str | None) -> Principal:
+    async def _principal(self, token: str | None, scope: Any) -> Principal:
+        """Who publishes: the principal ``on_connect`` chose, else the token's (anonymous
+        with auth off). A token sent is verified first, for the hook's ``claims``.
+
+        Raises:
+            GatewayError: `unauthorized` for a missing or invalid token; a hook's `Reject`.
+        """
         verifier = self._security.verifier
+        verified = None
+        if token is not None and verifier.enabled:
+            try:
+                verified = verifier.connection(token)
+            except TokenError as error:
+                raise GatewayError(ErrorCode.UNAUTHORIZED, error.message) from None
+        if self._hooks.on_connect is not None:
+            claims = verified.claims if verified is not None else None
+            chosen = await self._hooks.connect(ConnectRequest.from_scope(scope, claims, "http"))
+            if chosen is not None:
+                return chosen
         if not verifier.enabled:
             return ANONYMOUS
-        if token is None:
+        if verified is None:
             raise GatewayError(ErrorCode.UNAUTHORIZED, "send the connection token as a Bearer")
-        try:
-            return verifier.connection(token)
-        except TokenError as error:
-            raise GatewayError(ErrorCode.UNAUTHORIZED, error.message) from None
+        return verified
 
     def _check_rate(self, caller: str) -> None:
         if not self._rate:

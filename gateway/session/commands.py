@@ -293,7 +293,13 @@ class Commands:
             return command.data, options
         principal = connection.principal
         data = await self._hooks.publish(
-            rule, channel, command.data, principal.user, connection.id, principal.info
+            rule,
+            channel,
+            command.data,
+            principal.user,
+            connection.id,
+            principal.info,
+            command.idempotency_key,
         )
         return data, options
 

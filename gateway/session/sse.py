@@ -1,22 +1,25 @@
 """``GET /sse``: protocol v1 frames over Server-Sent Events, where WebSockets are blocked.
 
 `SseEndpoint` admits the request like a WebSocket handshake (origin, readiness, limits, the
-token as ``?token=`` or ``Authorization: Bearer``), answers refusals with an HTTP status,
-and runs an `SseConnection`: it sends `welcome`, subscribes every ``channel`` of the query
-in order (each answered by `subscribed`, or an `error` whose ``id`` is the channel), then
-streams `message`, `join` and `leave` frames. Every event carries the stream's position in
-every channel (`gateway.wire.sse`): the ``Last-Event-ID`` an ``EventSource`` sends back when
-it reconnects (or ``?lastEventId=`` for a client that reopens the stream itself) resumes
-each channel with recovery, on any replica. ``latest=true`` asks for each channel's latest
-message where nothing can be recovered (``latest=CHANNEL``, repeated, for some of them). A
-stream may name no channel at all (a client that only publishes, through ``POST
-/publish``). A comment every ``ping_seconds`` keeps proxies from timing the stream out.
+token as ``?token=`` or ``Authorization: Bearer``, the application's ``on_connect``),
+answers refusals with an HTTP status, and runs an `SseConnection`: it sends `welcome`,
+subscribes every ``channel`` of the query in order (each through ``on_subscribe`` as on
+``/ws``, answered by `subscribed`, or an `error` whose ``id`` is the channel), then streams
+`message`, `join` and `leave` frames; ``on_disconnect`` runs at its end. Every event
+carries the stream's position in every channel (`gateway.wire.sse`): the ``Last-Event-ID``
+an ``EventSource`` sends back when it reconnects (or ``?lastEventId=`` for a client that
+reopens the stream itself) resumes each channel with recovery, on any replica.
+``latest=true`` asks for each channel's latest message where nothing can be recovered
+(``latest=CHANNEL``, repeated, for some of them). A stream may name no channel at all (a
+client that only publishes, through ``POST /publish``). A comment every ``ping_seconds``
+keeps proxies from timing the stream out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import orjson
 from starlette.datastructures import Headers, QueryParams
@@ -24,16 +27,18 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.core.frames import Outgoing
+from gateway.ops import logs
 from gateway.ops.refusals import REFUSALS
 from gateway.security.auth import ANONYMOUS, Principal, TokenError, anonymous
 from gateway.security.guard import Security
 from gateway.services.admission import Admission, HandshakePolicy, client_address
 from gateway.services.connections import ConnectionRegistry
+from gateway.services.hooks import ConnectRequest
 from gateway.session.commands import Commands
 from gateway.session.connection import Connection, Inbound, SessionContext
 from gateway.transport.sse import SseInbound, SseSink, stream_control
 from gateway.wire.channels import is_valid_channel
-from gateway.wire.errors import SLOW_CONSUMER, GatewayError
+from gateway.wire.errors import ERRORS, SLOW_CONSUMER, GatewayError
 from gateway.wire.protocol import StreamPosition, Subscribe
 from gateway.wire.sse import (
     ID_VERSION,
@@ -255,37 +260,51 @@ class SseEndpoint:
             return
         headers = Headers(scope=scope)
         token = query.get("token") or _bearer(headers.get("authorization"))
-        principal = self._principal(token, query.get("name"))
-        if isinstance(principal, tuple):
-            status, why = principal
-            await _refuse(scope, receive, send, status, why, {"www-authenticate": "Bearer"})
-            return
-        resume = headers.get("last-event-id") or query.get("lastEventId") or ""
-        since = decode_positions(resume, len(channels)) if resume else None
-        latest = _latest(query.getlist("latest"), channels)
-        sink = SseSink(send, stream_control(scope))
-        connection = SseConnection(
-            self._context,
-            self._commands,
-            SseInbound(scope, receive, sink),
-            sink,
-            principal,
-            channels=channels,
-            since=since if since is not None else [None] * len(channels),
-            latest=latest,
-            token=token,
-        )
-        origin = headers.get("origin")
-        cors = [] if origin is None else [(b"access-control-allow-origin", origin.encode())]
         address = client_address(scope)
-        self._connections.add(connection)
         self._admission.opened(address)
         try:
-            await sink.start([*cors, (b"vary", b"origin")], b"retry: %d\n\n" % RETRY_MS)
-            await connection.run()
+            identity = await self._identify(scope, token, query.get("name"))
+            if isinstance(identity, _Refusal):
+                extra = {"www-authenticate": "Bearer"} if identity.status == 401 else None
+                await _refuse(scope, receive, send, identity.status, identity.message, extra)
+                return
+            resume = headers.get("last-event-id") or query.get("lastEventId") or ""
+            since = decode_positions(resume, len(channels)) if resume else None
+            sink = SseSink(send, stream_control(scope))
+            connection = SseConnection(
+                self._context,
+                self._commands,
+                SseInbound(scope, receive, sink),
+                sink,
+                identity.principal,
+                channels=channels,
+                since=since if since is not None else [None] * len(channels),
+                latest=_latest(query.getlist("latest"), channels),
+                token=token,
+            )
+            if identity.chosen:
+                connection.guard.grant(identity.principal)
+            origin = headers.get("origin")
+            cors = [] if origin is None else [(b"access-control-allow-origin", origin.encode())]
+            await self._stream(connection, sink, [*cors, (b"vary", b"origin")])
         finally:
             self._admission.closed(address)
-            self._connections.remove(connection)
+
+    async def _stream(
+        self, connection: SseConnection, sink: SseSink, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Run an admitted stream, held in the registry, then tell ``on_disconnect``."""
+        logs.client_id.set(connection.id)
+        self._connections.add(connection)
+        try:
+            await sink.start(headers, b"retry: %d\n\n" % RETRY_MS)
+            await connection.run()
+        finally:
+            try:
+                code = connection.close_code or 1005
+                await self._context.hooks.disconnect(connection.id, connection.user, code)
+            finally:
+                self._connections.remove(connection)
 
     def _channels_problem(self, channels: list[str]) -> str | None:
         settings = self._context.settings
@@ -298,22 +317,55 @@ class SseEndpoint:
                 return "a channel is 1-255 characters of A-Z a-z 0-9 _ - : . @ / = , $"
         return None
 
-    def _principal(self, token: str | None, name: str | None) -> Principal | tuple[int, str]:
-        """Who the stream is until its guard checks its token; the status and a sentence
-        saying why when it is refused."""
+    async def _identify(
+        self, scope: Scope, token: str | None, name: str | None
+    ) -> _Identity | _Refusal:
+        """Who the stream is until its guard checks its token, or why it is refused.
+
+        ``on_connect``, when the application registered one, runs here (transport
+        ``"sse"``, with the verified claims of a token the request carried), before the
+        response starts: its `Reject` is the HTTP status of its code, and the principal it
+        chooses needs no token. Otherwise, as on ``/ws``: anonymous (with ``?name=``) when
+        auth is off, else the token decides.
+        """
         verifier = self._security.verifier
-        if not verifier.enabled:
+        verified = None
+        if token is not None and verifier.enabled:
             try:
-                return anonymous(name)
+                verified = verifier.connection(token)
+            except TokenError as error:
+                return _Refusal(401, error.message)
+        hooks = self._context.hooks
+        if hooks.on_connect is not None:
+            claims = verified.claims if verified is not None else None
+            try:
+                chosen = await hooks.connect(ConnectRequest.from_scope(scope, claims, "sse"))
             except GatewayError as error:
-                return 400, error.message
-        if token is None:
-            return 401, "a token is required: ?token= or Authorization: Bearer"
+                return _Refusal(ERRORS[error.code].status, error.message)
+            if chosen is not None:
+                return _Identity(chosen, chosen=True)
+        if verifier.enabled:
+            if token is None:
+                return _Refusal(401, "a token is required: ?token= or Authorization: Bearer")
+            return _Identity(ANONYMOUS)
         try:
-            verifier.connection(token)
-        except TokenError as error:
-            return 401, error.message
-        return ANONYMOUS
+            return _Identity(anonymous(name))
+        except GatewayError as error:
+            return _Refusal(400, error.message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who an admitted stream is; ``chosen``: by ``on_connect`` (no token needed)."""
+
+    principal: Principal
+    chosen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    status: int
+    message: str
 
 
 def _latest(values: list[str], channels: list[str]) -> frozenset[str]:
