@@ -185,6 +185,16 @@ class HistoryStore(Protocol):
         """
         ...
 
+    async def remove_history(self, channel: str) -> None:
+        """Drop a channel's retained messages, keeping its epoch and latest offset: a
+        subscriber recovering from before then learns that the messages are gone, and the
+        next publication takes the next offset.
+
+        Raises:
+            GatewayError: `unavailable` when the backend cannot be reached.
+        """
+        ...
+
 
 class PresenceStore(Protocol):
     """Who is subscribed to each channel, on every replica, with a time to live."""

@@ -280,6 +280,12 @@ class MemoryBroker:
             chosen = retained[-limit:] if limit else []
         return HistoryPage(stream.epoch, stream.top, first, chosen)
 
+    async def remove_history(self, channel: str) -> None:
+        self._check()
+        stream = self._streams.get(channel)
+        if stream is not None:
+            stream.messages.clear()
+
     async def presence_add(self, channel: str, client: str, entry: bytes, ttl: float) -> None:
         self._check()
         self._present(channel, ttl).members[client] = (entry, self._clock() + ttl)

@@ -470,6 +470,15 @@ class RedisBroker:
             messages.reverse()
         return HistoryPage(epoch.decode(), int(top), int(first), messages)
 
+    async def remove_history(self, channel: str) -> None:
+        commands = self._connected()
+        try:
+            await commands.delete(self._keys.stream(channel))
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            log.warning("broker.history_remove_failed channel=%s error=%s", channel, describe(exc))
+            raise unavailable("the broker could not remove history") from None
+
     async def presence_add(self, channel: str, client: str, entry: bytes, ttl: float) -> None:
         await self._presence_call(self._presence_add_script, channel, [client, entry, _ms(ttl)])
 

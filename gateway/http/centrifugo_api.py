@@ -9,9 +9,10 @@ It sits inside `InternalPaths`, so it lives on ``internal_port`` like the rest o
 `gateway.wire.centrifugo.codes`); a wrong or missing key is HTTP 401.
 
 Methods: publish, broadcast, subscribe, unsubscribe, disconnect, presence, presence_stats,
-history, history_remove, info, channels, batch. ``idempotency_key`` acts as on ``/ws``: a
-key already accepted on the channel within ``idempotency_window`` (300 s, as Centrifugo's
-own) answers with the first publication's offset and delivers nothing again.
+history, history_remove (the channel's messages; its epoch and offset stay), info,
+channels, batch. ``idempotency_key`` acts as on ``/ws``: a key already accepted on the
+channel within ``idempotency_window`` (300 s, as Centrifugo's own) answers with the first
+publication's offset and delivers nothing again.
 """
 
 from __future__ import annotations
@@ -222,11 +223,10 @@ class CentrifugoApi:
 
     async def history_remove(self, params: Params) -> dict[str, Any]:
         channel = _channel(params)
-        _history(self._namespaces.of(channel))
-        raise ApiError(
-            CentrifugoError.NOT_AVAILABLE,
-            "history_remove is not supported: history expires after history_ttl",
-        )
+        options = self._namespaces.of(channel)
+        _history(options)
+        await self._channels.remove_history(channel, options)
+        return {}
 
     async def info(self, params: Params) -> dict[str, Any]:
         nodes = await self._registry.nodes()

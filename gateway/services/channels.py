@@ -28,6 +28,7 @@ class Channels:
         history_reply_bytes: int,
     ) -> None:
         self.namespaces = namespaces
+        self._history = history
         self.history_reader = HistoryReader(history, max_message_bytes)
         """Bounded reads of a history, page by page (recovery reads with it too)."""
         self._presence = presence
@@ -74,6 +75,18 @@ class Channels:
                 f"{page.position.offset}",
             )
         return page
+
+    async def remove_history(self, channel: str, options: NamespaceOptions) -> None:
+        """Drop the channel's retained messages (its epoch and offset stay).
+
+        Raises:
+            GatewayError: `bad_request` where history is off, `unavailable`.
+        """
+        if history_policy(options) is None:
+            raise GatewayError(
+                ErrorCode.BAD_REQUEST, f"history is off in namespace {namespace_of(channel)!r}"
+            )
+        await self._history.remove_history(channel)
 
     async def presence(self, channel: str, options: NamespaceOptions) -> dict[str, Any]:
         """Everyone subscribed to ``channel``, on any replica: ``{client: {user, info}}``.

@@ -38,6 +38,7 @@ from gateway.core.recovery import RecoveryBuffer
 from gateway.security.auth import Principal, SubscriptionGrant, TokenError
 from gateway.security.permissions import subscribe_refusal
 from gateway.security.ratelimit import Verdict
+from gateway.services.hooks import ConnectRequest
 from gateway.services.namespaces import history_policy
 from gateway.session.centrifugo_encoding import (
     PUSHES,
@@ -240,6 +241,10 @@ class _Joined:
     options: NamespaceOptions
 
 
+MAX_CLOSE_REASON_BYTES = 123
+"""The most a WebSocket close frame's reason holds (RFC 6455: 125 bytes with the code)."""
+
+
 class CentrifugoConnection(Connection):
     """A ``/connection/websocket`` client."""
 
@@ -248,6 +253,7 @@ class CentrifugoConnection(Connection):
         "_farewell",
         "_heard",
         "_ping_timer",
+        "_scope",
         "_tasks",
         "deltas",
         "wire",
@@ -261,8 +267,10 @@ class CentrifugoConnection(Connection):
         principal: Principal,
         wire: Wire,
         deltas: DeltaEncoding,
+        scope: Any = None,
     ) -> None:
         super().__init__(context, inbound, sink, principal, binary=wire.binary)
+        self._scope = scope if scope is not None else {"type": "websocket", "headers": []}
         self.wire = wire
         self.deltas = deltas
         self._connect_timer: asyncio.TimerHandle | None = None
@@ -428,7 +436,7 @@ class CentrifugoConnection(Connection):
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
-        principal = self._authenticate(request.token)
+        principal = await self._identify(request.token)
         if principal is None:
             return
         server_side, principal = _server_side_channels(principal)
@@ -469,6 +477,50 @@ class CentrifugoConnection(Connection):
             if not await self._go_live(made):
                 return
         self._schedule_ping()
+
+    async def _identify(self, token: str) -> Principal | None:
+        """The principal of a ``connect``: the one ``on_connect`` chose, else as the token
+        rules decide; None when the connection was closed for it.
+
+        A token the client sent is verified before the hook runs, for its ``claims``; the
+        hook's `Reject` closes the connection as on ``/ws`` (``unauthorized``: 3500 with
+        its message, ``forbidden``: 3501, see `close_for`).
+
+        Raises:
+            ReplyError: 109 for an expired token.
+        """
+        hooks = self.context.hooks
+        if hooks.on_connect is None:
+            return self._authenticate(token)
+        verified = None
+        if token and self.context.security.verifier.enabled:
+            verified = self._authenticate(token)
+            if verified is None:
+                return None
+        claims = verified.claims if verified is not None else None
+        try:
+            chosen = await hooks.connect(
+                ConnectRequest.from_scope(self._scope, claims, "centrifugo")
+            )
+        except GatewayError as error:
+            log.info("hook.connect_refused code=%s message=%s", error.code.value, error.message)
+            self._refuse(error)
+            return None
+        if self.closing:
+            return None
+        if chosen is not None:
+            return chosen
+        return verified if verified is not None else self._authenticate(token)
+
+    def _refuse(self, error: GatewayError) -> None:
+        """Close for a refusal of ``on_connect``: Centrifugo's code for ours, with the
+        hook's message as the reason."""
+        disconnect = error.closes_with
+        close = close_for(disconnect)
+        reason = error.message.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+        if not self.closing:
+            self._farewell = CentrifugoClose(close.code, reason or close.reason)
+        self.close(disconnect)
 
     def _authenticate(self, token: str) -> Principal | None:
         """The principal of a ``connect``; None when the connection was closed for it."""
@@ -563,6 +615,13 @@ class CentrifugoConnection(Connection):
             raise ReplyError(CentrifugoError.ALREADY_SUBSCRIBED)
         if len(self.channels) >= self.context.settings.max_subscriptions:
             raise ReplyError(CentrifugoError.LIMIT_EXCEEDED, "too many subscriptions")
+        if not server_side:
+            principal = self.principal
+            await self.context.hooks.subscribe(channel, principal.user, self.id, principal.info)
+            if self.closing:
+                return None
+            if channel in self.channels:
+                raise ReplyError(CentrifugoError.ALREADY_SUBSCRIBED)
         delta = False
         if request.delta:
             if request.delta not in options.allowed_delta_types:
@@ -697,13 +756,20 @@ class CentrifugoConnection(Connection):
         options = self._options(channel)
         self._check_boundary(channel)
         self.guard.check_publish(channel, options, channel in self.channels)
-        data = _json_data(request.data)
+        data: Any = _json_data(request.data)
+        key = request.idempotency_key or None
+        hooks = self.context.hooks
+        rule = hooks.publishes_through(channel)
+        if rule is not None:
+            principal = self.principal
+            sent = orjson.loads(request.data)
+            chosen = await hooks.publish(
+                rule, channel, sent, principal.user, self.id, principal.info, key
+            )
+            if chosen is not sent:
+                data = chosen
         await self.context.publisher.publish(
-            channel,
-            data,
-            sender=self.sender,
-            options=options,
-            idempotency_key=request.idempotency_key or None,
+            channel, data, sender=self.sender, options=options, idempotency_key=key
         )
         self._reply(command_id, "publish")
 
@@ -764,7 +830,19 @@ class CentrifugoConnection(Connection):
         return await self.context.presence.members(channel, options.join_leave)
 
     async def _rpc(self, command_id: int, request: Any) -> None:
-        raise ReplyError(CentrifugoError.NOT_AVAILABLE, "no RPC handler on this gateway")
+        """Call the application's ``@gw.rpc`` method; ``data`` is JSON both ways (an empty
+        ``data`` is null)."""
+        try:
+            sent = orjson.loads(request.data) if request.data else None
+        except orjson.JSONDecodeError:
+            raise ReplyError(CentrifugoError.BAD_REQUEST, "data must be JSON") from None
+        principal = self.principal
+        answer = await self.context.hooks.rpc(
+            request.method, sent, principal.user, self.id, principal.info
+        )
+        result = Reply(id=command_id)
+        result.rpc.data = orjson.dumps(answer)
+        self._send_reply(result)
 
     async def _send(self, command_id: int, request: Any) -> None:
         log.debug("centrifugo.send_dropped client=%s bytes=%d", self.id, len(request.data))

@@ -102,7 +102,13 @@ class Endpoints:
         wire = encoding_for(websocket.scope.get("subprotocols") or ())
         await websocket.accept(PROTOBUF_SUBPROTOCOL if wire.binary else None)
         connection = CentrifugoConnection(
-            self._context, websocket, sink_for(websocket), ANONYMOUS, wire, self._deltas[wire]
+            self._context,
+            websocket,
+            sink_for(websocket),
+            ANONYMOUS,
+            wire,
+            self._deltas[wire],
+            scope=websocket.scope,
         )
         await self.run(
             connection, websocket.scope, token=None, transport="centrifugo", connect_hook=False

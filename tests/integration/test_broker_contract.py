@@ -141,6 +141,21 @@ async def test_offsets_are_consecutive_and_stored(broker: tuple[Broker, Recorder
     assert page.top == 3 and page.first == 1
 
 
+async def test_removed_history_keeps_the_epoch_and_offsets(broker: tuple[Broker, Recorder]) -> None:
+    instance, recorder = broker
+    channel = f"removed:{id(recorder)}"
+    positions = [await instance.publish(channel, message_head(n), POLICY) for n in range(3)]
+    epoch = positions[0].epoch if positions[0] else None
+    await instance.remove_history(channel)
+    page = await instance.read_history(channel, POLICY, after=1)
+    assert (page.epoch, page.top, page.messages) == (epoch, 3, [])
+    assert page.first == 4, "a recovery from offset 1 must learn that 2 and 3 are gone"
+    assert await instance.publish(channel, message_head(3), POLICY) == StreamPosition(4, epoch)
+    page = await instance.read_history(channel, POLICY, after=0)
+    assert [offset for offset, _ in page.messages] == [4]
+    await instance.remove_history(f"never-used:{id(recorder)}")
+
+
 async def test_history_keeps_the_newest_size_messages(broker: tuple[Broker, Recorder]) -> None:
     instance, recorder = broker
     channel = f"trim:{id(recorder)}"

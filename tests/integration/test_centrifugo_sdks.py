@@ -19,11 +19,13 @@ from cent import AsyncClient as CentClient
 from cent import (
     BroadcastRequest,
     DisconnectRequest,
+    HistoryRemoveRequest,
     HistoryRequest,
     PresenceRequest,
     PublishRequest,
     SubscribeRequest,
 )
+from cent import StreamPosition as CentPosition
 from centrifuge import (
     Client,
     ClientState,
@@ -197,7 +199,7 @@ async def test_python_sdk_across_replicas(replicas: list[GatewayProcess], protoc
         assert (stats.num_clients, stats.num_users) == (2, 1)
         with pytest.raises(ReplyError) as refused:
             await alice.rpc("whoami", payload({}, protocol))
-        assert refused.value.code == 108
+        assert refused.value.code == 104, "no rpc method of that name on this gateway"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -232,7 +234,7 @@ async def test_js_sdk_and_python_sdk_see_each_other(
             assert stats == {"numClients": 2, "numUsers": 2}
             with pytest.raises(SDKError) as refused:
                 await js.call("rpc", method="whoami", data={})
-            assert refused.value.code == 108
+            assert refused.value.code == 104
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -441,6 +443,13 @@ async def test_cent_publishes_reads_and_manages_connections(
         await personal.wait(1)
         history = await cent.history(HistoryRequest(channel=name, limit=-1))
         assert [pub.data for pub in history.publications] == [{"by": "cent"}, {"b": 1}]
+        await cent.history_remove(HistoryRemoveRequest(channel=name))
+        emptied = await cent.history(HistoryRequest(channel=name, limit=-1))
+        assert emptied.publications == []
+        assert (emptied.offset, emptied.epoch) == (history.offset, history.epoch)
+        since = CentPosition(offset=1, epoch=history.epoch)
+        after = await cent.history(HistoryRequest(channel=name, limit=-1, since=since))
+        assert after.publications == [] and after.offset == history.offset
         presence = await cent.presence(PresenceRequest(channel=name))
         assert [info.user for info in presence.presence.values()] == ["42"]
         extra = channel("extra")
