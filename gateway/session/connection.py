@@ -120,9 +120,6 @@ class Connection:
     """Whether queued frames may leave together as one NDJSON frame."""
     encoding: ClassVar[Encoding | None] = None
     """How this dialect shows a publication; None: as the pubsub.v1 `message` frame."""
-    framed: ClassVar[bool] = True
-    """Whether the outbox wraps what it writes in WebSocket frames (a transport that is no
-    WebSocket, such as ``/sse``, writes its prepared items as they are)."""
 
     def __init__(
         self,
@@ -132,7 +129,10 @@ class Connection:
         principal: Principal,
         *,
         binary: bool = False,
+        framer: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """``binary``: the dialect's frames are binary; ``framer``: how the outbox frames a
+        batch for a transport that is not a WebSocket (`Outbox`)."""
         self.context = context
         self.id = new_client_id()
         self.principal = principal
@@ -146,7 +146,7 @@ class Connection:
             byte_limit=settings.max_queue_bytes,
             batches=self.batches,
             binary=binary,
-            framed=self.framed,
+            framer=framer,
         )
         encoding = self.encoding
         self.deliver: Callable[[Outgoing], bool] = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 from starlette.datastructures import Headers, QueryParams
@@ -36,7 +37,7 @@ from gateway.services.connections import ConnectionRegistry
 from gateway.services.hooks import ConnectRequest
 from gateway.session.commands import Commands
 from gateway.session.connection import Connection, Inbound, SessionContext
-from gateway.transport.sse import SseInbound, SseSink, stream_control
+from gateway.transport.sse import SseInbound, SseSink, chunk, stream_control
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import ERRORS, SLOW_CONSUMER, GatewayError
 from gateway.wire.protocol import StreamPosition, Subscribe
@@ -60,16 +61,57 @@ _VERSION = ID_VERSION.encode()
 
 
 class SseEvent(Outgoing):
-    """An event of a stream, ready for the socket as it is (no WebSocket frame around it)."""
+    """An event of a stream: ``payload`` the event, ``frame`` the event as a chunk of the
+    response body (what the socket takes)."""
 
     __slots__ = ()
 
-    def __init__(self, payload: bytes) -> None:  # the frame is the payload itself
+    def __init__(self, payload: bytes) -> None:
         self.payload = payload
         self.size = len(payload)
-        self.frame = payload
+        self.frame = chunk(payload)
         self.offset = 0
         self._encoded = None
+
+
+class ChannelEvent(SseEvent):
+    """A stored message as the event of every stream of its channel alone: ``entry`` and
+    ``id_line`` are such a stream's position after it."""
+
+    __slots__ = ("entry", "id_line")
+
+    def __init__(self, payload: bytes, entry: str, id_line: bytes) -> None:
+        super().__init__(payload)
+        self.entry = entry
+        self.id_line = id_line
+
+
+class OneChannelEncoding:
+    """The event of a stored message for streams of one channel: the same for all of them
+    (the id holds only that channel's position), so it is built once per message per
+    replica (`Outgoing.encoded`) and shared, as a WebSocket frame is."""
+
+    MAX_EPOCHS = 1024
+    """Epochs whose id form is remembered (a channel keeps one for long)."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, str] = {}
+
+    def encode(self, message: Outgoing) -> Outgoing | None:
+        payload = message.payload
+        epoch = _epoch_of(payload)
+        code = self._codes.get(epoch)
+        if code is None:
+            if len(self._codes) >= self.MAX_EPOCHS:
+                self._codes.clear()
+            code = self._codes[epoch] = encode_epoch(epoch)
+        entry = f"{message.offset}:{code}"
+        line = b"id: %s.%s\n" % (_VERSION, entry.encode())
+        return ChannelEvent(b"%sdata: %s\n\n" % (line, payload), entry, line)
+
+
+ONE_CHANNEL = OneChannelEncoding()
+_HEARTBEAT_EVENT = SseEvent(HEARTBEAT)
 
 
 class SseConnection(Connection):
@@ -86,6 +128,7 @@ class SseConnection(Connection):
         "_index",
         "_latest",
         "_names",
+        "_one",
         "_since",
         "_tails",
         "_token",
@@ -105,10 +148,11 @@ class SseConnection(Connection):
         token: str | None,
     ) -> None:
         # binary: a backlog leaves as its events concatenated, with nothing between them
-        super().__init__(context, inbound, sink, principal, binary=True)
+        super().__init__(context, inbound, sink, principal, binary=True, framer=chunk)
         self.deliver = self._deliver
         self._commands = commands
         self._names = channels
+        self._one = len(channels) == 1
         self._index = {name.encode(): index for index, name in enumerate(channels)}
         self._since = since
         self._latest = latest
@@ -158,9 +202,16 @@ class SseConnection(Connection):
 
     def _deliver(self, message: Outgoing) -> bool:
         """The hot path (the hub's fan-out): move the channel's position, then offer the
-        publication as an event."""
-        payload = message.payload
+        publication as an event. A stream of one channel takes a stored message's shared
+        event (`ONE_CHANNEL`), so its per-channel bookkeeping (``_codes``, ``_tails``) is
+        only kept by `_move`, which sets everything again."""
         offset = message.offset
+        if offset and self._one:
+            event = cast(ChannelEvent, message.encoded(ONE_CHANNEL))
+            self._entries[0] = event.entry
+            self._id = event.id_line
+            return self.outbox.offer(event)
+        payload = message.payload
         if offset:
             index = self._channel_index(payload)
             if index is not None:
@@ -206,7 +257,7 @@ class SseConnection(Connection):
     def _beat(self) -> None:
         if self.closing:
             return
-        if not self.outbox.offer(SseEvent(HEARTBEAT)):
+        if not self.outbox.offer(_HEARTBEAT_EVENT):
             self.close(SLOW_CONSUMER)
             return
         self._beat_later()

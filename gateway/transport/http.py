@@ -66,9 +66,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if scope is not None and scope.get("path", "").endswith(STREAM_PATH):
             scope.setdefault("extensions", {})[STREAM_EXTENSION] = self
 
-    def write_chunk(self, body: bytes) -> bool:
-        """Write one chunk of a started, chunked response body now, if the socket can take
-        it; False otherwise (the caller then sends it through ASGI, which waits)."""
+    def write_chunks(self, chunks: bytes) -> bool:
+        """Write complete chunks of a started, chunked response body now, if the socket can
+        take them; False otherwise (the caller then sends the body through ASGI, which
+        waits)."""
         cycle = self.cycle
         if (
             self.flow.write_paused
@@ -80,7 +81,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             or cycle.disconnected
         ):
             return False
-        self.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        self.transport.write(chunks)
         return True
 
     def abort_stream(self) -> None:

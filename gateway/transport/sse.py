@@ -2,8 +2,9 @@
 as a connection's `Sink` and `Inbound`.
 
 Under ``gateway serve`` the HTTP protocol (`gateway.transport.http`) offers, through the
-ASGI scope extension ``gateway.stream``, a synchronous write of one chunk of the response
-body: a prepared event goes straight to the socket when the socket can take it, with no
+ASGI scope extension ``gateway.stream``, a synchronous write of complete chunks of the
+response body: a prepared event, already framed as a chunk (`chunk`, once per message for
+every stream it goes to), goes straight to the socket when the socket can take it, with no
 task switch, as `DirectSink` does for a WebSocket. Elsewhere (mounted into another app)
 every write goes through the ASGI ``send``. The client sends nothing after its request, so
 the `SseInbound` only waits for the end of the connection.
@@ -26,12 +27,17 @@ STREAM_EXTENSION = "gateway.stream"
 SLOW_CONSUMER_CODE = 4008
 
 
+def chunk(body: bytes) -> bytes:
+    """``body`` as one chunk of a chunked HTTP/1.1 response body (RFC 9112, 7.1)."""
+    return b"%x\r\n%s\r\n" % (len(body), body)
+
+
 class StreamControl(Protocol):
     """What ``gateway serve``'s HTTP protocol offers a streamed response."""
 
-    def write_chunk(self, body: bytes) -> bool:
-        """Write one chunk of the started response body now; False when the socket cannot
-        take it (the caller then sends it through ASGI)."""
+    def write_chunks(self, chunks: bytes) -> bool:
+        """Write complete chunks (`chunk`) of the started, chunked response body now; False
+        when the socket cannot take them (the caller then sends the body through ASGI)."""
         ...
 
     def abort_stream(self) -> None:
@@ -49,9 +55,10 @@ off for it, whatever the location's setting)."""
 
 
 class SseSink:
-    """Writes a stream's events: straight to the socket when it can take them, else
-    through ASGI (`send` waits while the socket's buffer is full). `ended` is set once the
-    stream is over, from this side."""
+    """Writes a stream's events: straight to the socket when it can take them (`try_write`
+    takes them framed as chunks), else through ASGI (`send` takes them bare, and waits
+    while the socket's buffer is full). `ended` is set once the stream is over, from this
+    side."""
 
     __slots__ = ("_abort", "_closed", "_send", "ended", "try_write")
 
@@ -60,7 +67,7 @@ class SseSink:
         self._closed = False
         self.ended = asyncio.Event()
         self.try_write: Callable[[bytes], bool] = (
-            control.write_chunk if control is not None else _never
+            control.write_chunks if control is not None else _never
         )
         self._abort = control.abort_stream if control is not None else None
 
@@ -100,7 +107,7 @@ class SseSink:
         return True
 
 
-def _never(chunk: bytes) -> bool:
+def _never(chunks: bytes) -> bool:
     return False
 
 
@@ -134,4 +141,4 @@ class SseInbound:
 def stream_control(scope: Scope) -> StreamControl | None:
     """The `StreamControl` of ``gateway serve``'s HTTP protocol, if it runs this request."""
     control = scope.get("extensions", {}).get(STREAM_EXTENSION)
-    return control if hasattr(control, "write_chunk") else None
+    return control if hasattr(control, "write_chunks") else None
