@@ -400,37 +400,14 @@ class RedisBroker:
             once_key = keys.once(item.channel, once)
             sha = self._publish_once_bare_script.sha
             return "EVALSHA", sha, 1, once_key, frame, topic, publish, self._once_ms
+        channel, history = item.channel, item.history
+        stored = (keys.meta(channel), keys.stream(channel))
+        script_args = (item.head, history.size, _ms(history.ttl), new_epoch(), topic, publish)
         if once is not None:
-            return (
-                "EVALSHA",
-                self._publish_once_script.sha,
-                3,
-                keys.meta(item.channel),
-                keys.stream(item.channel),
-                keys.once(item.channel, once),
-                item.head,
-                item.history.size,
-                _ms(item.history.ttl),
-                new_epoch(),
-                topic,
-                publish,
-                now_us(),
-                self._once_ms,
-            )
-        return (
-            "EVALSHA",
-            self._publish_script.sha,
-            2,
-            keys.meta(item.channel),
-            keys.stream(item.channel),
-            item.head,
-            item.history.size,
-            _ms(item.history.ttl),
-            new_epoch(),
-            topic,
-            publish,
-            now_us(),
-        )
+            sha = self._publish_once_script.sha
+            once_key = keys.once(channel, once)
+            return "EVALSHA", sha, 3, *stored, once_key, *script_args, now_us(), self._once_ms
+        return "EVALSHA", self._publish_script.sha, 2, *stored, *script_args, now_us()
 
     async def read_history(
         self,

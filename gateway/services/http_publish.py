@@ -23,11 +23,12 @@ from typing import Any
 
 import orjson
 
-from gateway.security.auth import ANONYMOUS, Principal, TokenError
+from gateway.security.auth import ANONYMOUS, Principal
 from gateway.security.guard import Security
 from gateway.security.origins import OriginPolicy
 from gateway.security.ratelimit import TokenBucket
-from gateway.services.hooks import ConnectRequest, Hooks
+from gateway.services.hooks import Hooks
+from gateway.services.http_identity import request_principal
 from gateway.services.namespaces import Namespaces
 from gateway.services.publisher import Publisher, Sender
 from gateway.settings import Settings
@@ -126,23 +127,12 @@ class HttpPublishing:
         Raises:
             GatewayError: `unauthorized` for a missing or invalid token; a hook's `Reject`.
         """
-        verifier = self._security.verifier
-        verified = None
-        if token is not None and verifier.enabled:
-            try:
-                verified = verifier.connection(token)
-            except TokenError as error:
-                raise GatewayError(ErrorCode.UNAUTHORIZED, error.message) from None
-        if self._hooks.on_connect is not None:
-            claims = verified.claims if verified is not None else None
-            chosen = await self._hooks.connect(ConnectRequest.from_scope(scope, claims, "http"))
-            if chosen is not None:
-                return chosen
-        if not verifier.enabled:
+        principal, _ = await request_principal(self._security, self._hooks, scope, token, "http")
+        if principal is not None:
+            return principal
+        if not self._security.verifier.enabled:
             return ANONYMOUS
-        if verified is None:
-            raise GatewayError(ErrorCode.UNAUTHORIZED, "send the connection token as a Bearer")
-        return verified
+        raise GatewayError(ErrorCode.UNAUTHORIZED, "send the connection token as a Bearer")
 
     def _check_rate(self, caller: str) -> None:
         if not self._rate:

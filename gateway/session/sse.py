@@ -30,11 +30,11 @@ from starlette.types import Receive, Scope, Send
 from gateway.core.frames import Outgoing
 from gateway.ops import logs
 from gateway.ops.refusals import REFUSALS
-from gateway.security.auth import ANONYMOUS, Principal, TokenError, anonymous
+from gateway.security.auth import ANONYMOUS, Principal, anonymous
 from gateway.security.guard import Security
 from gateway.services.admission import Admission, HandshakePolicy, client_address
 from gateway.services.connections import ConnectionRegistry
-from gateway.services.hooks import ConnectRequest
+from gateway.services.http_identity import request_principal
 from gateway.session.commands import Commands
 from gateway.session.connection import Connection, Inbound, SessionContext
 from gateway.transport.sse import SseInbound, SseSink, chunk, stream_control
@@ -379,22 +379,15 @@ class SseEndpoint:
         chooses needs no token. Otherwise, as on ``/ws``: anonymous (with ``?name=``) when
         auth is off, else the token decides.
         """
+        try:
+            principal, chosen = await request_principal(
+                self._security, self._context.hooks, scope, token, "sse"
+            )
+        except GatewayError as error:
+            return _Refusal(ERRORS[error.code].status, error.message)
+        if chosen and principal is not None:
+            return _Identity(principal, chosen=True)
         verifier = self._security.verifier
-        verified = None
-        if token is not None and verifier.enabled:
-            try:
-                verified = verifier.connection(token)
-            except TokenError as error:
-                return _Refusal(401, error.message)
-        hooks = self._context.hooks
-        if hooks.on_connect is not None:
-            claims = verified.claims if verified is not None else None
-            try:
-                chosen = await hooks.connect(ConnectRequest.from_scope(scope, claims, "sse"))
-            except GatewayError as error:
-                return _Refusal(ERRORS[error.code].status, error.message)
-            if chosen is not None:
-                return _Identity(chosen, chosen=True)
         if verifier.enabled:
             if token is None:
                 return _Refusal(401, "a token is required: ?token= or Authorization: Bearer")

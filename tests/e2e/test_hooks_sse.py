@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.client import ProtocolClient
-from tests.support.gateways import GatewayProcess
+from tests.support.gateways import GatewayProcess, start_all
 from tests.support.net import wait_until
 from tests.support.redis_server import RedisServer
 from tests.support.sse import open_stream, sse_url
@@ -25,30 +25,21 @@ pytestmark = pytest.mark.timeout(120)
 APP = "tests.apps.hooked:gw"
 
 
-def start(replicas: list[GatewayProcess]) -> list[GatewayProcess]:
-    for replica in replicas:
-        replica.launch("--app", APP)
-    for replica in replicas:
-        replica.wait_ready()
-    return replicas
-
-
 @pytest.fixture(scope="module")
 def hooked(redis_server: RedisServer) -> Iterator[list[GatewayProcess]]:
     replicas = [
         GatewayProcess(f"ssehook{index}", redis_url=redis_server.url, rate=0, hook_timeout=2)
         for index in (1, 2)
     ]
-    yield start(replicas)
+    yield start_all(replicas, "--app", APP)
     for replica in replicas:
         replica.kill()
 
 
 @pytest.fixture(scope="module")
 def with_auth(redis_server: RedisServer) -> Iterator[GatewayProcess]:
-    [replica] = start(
-        [GatewayProcess("ssehook-auth", redis_url=redis_server.url, jwt_secret=SECRET, rate=0)]
-    )
+    auth = GatewayProcess("ssehook-auth", redis_url=redis_server.url, jwt_secret=SECRET, rate=0)
+    [replica] = start_all([auth], "--app", APP)
     yield replica
     replica.kill()
 

@@ -25,7 +25,7 @@ from gateway import Publisher
 from gateway.wire.errors import ErrorCode, GatewayError
 from tests.support.centrifugo_raw import raw_connection
 from tests.support.client import ProtocolClient
-from tests.support.gateways import GatewayProcess
+from tests.support.gateways import GatewayProcess, start_all
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,11 +45,7 @@ def replicas(redis_server: RedisServer) -> Iterator[list[GatewayProcess]]:
         GatewayProcess(f"once{index}", redis_url=redis_server.url, rate=0, api_key=API_KEY)
         for index in (1, 2)
     ]
-    for replica in pair:
-        replica.launch("--app", APP)
-    for replica in pair:
-        replica.wait_ready()
-    yield pair
+    yield start_all(pair, "--app", APP)
     for replica in pair:
         replica.kill()
 
