@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import npm
 from tests.support.gateways import REPO_ROOT
 
 JS_SDK_DIR = REPO_ROOT / "tests" / "centrifugo_sdks"
@@ -47,27 +46,9 @@ Event = dict[str, Any]
 # centrifuge-js under node.
 
 
-@functools.cache
 def _npm_ci() -> Path:
     """``tests/centrifugo_sdks/node_modules``, installed from the lock file when stale."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are needed to run centrifuge-js (node 20 or later)")
-    modules = JS_SDK_DIR / "node_modules"
-    stamp = modules / ".package-lock.json"
-    lock = JS_SDK_DIR / "package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=JS_SDK_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"npm ci failed in {JS_SDK_DIR}:\n{result.stdout}{result.stderr}")
-    return modules
+    return npm.installed(JS_SDK_DIR, "centrifuge-js")
 
 
 def js_sdk_version() -> str:
