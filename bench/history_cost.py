@@ -1,12 +1,14 @@
-"""The cost of history on publish throughput: the same run, with and without it.
+"""The cost of history, and of idempotent publishing, on publish throughput: the same run
+with and without each.
 
 Starts a throwaway redis-server and one replica in which the ``plain`` namespace has
 history off and every other channel keeps the default history (100 messages, 300 s).
 P publisher connections each publish M messages (NDJSON batches) to a channel of one kind,
-one subscriber receives them all; the run alternates the two kinds R times and reports the
-median publishes/s and the server's CPU time per publish. Bounded in count and time.
+one subscriber receives them all; the run alternates the kinds (history on or off, each
+with and without an ``idempotency_key`` on every publish) R times and reports the median
+publishes/s and the server's CPU time per publish. Bounded in count and time.
 
-    python -m bench.history_cost [--publishers 8] [--messages 500] [--rounds 3]
+    python -m bench.history_cost [--publishers 8] [--messages 500] [--rounds 3] [--no-keys]
 """
 
 from __future__ import annotations
@@ -48,14 +50,27 @@ def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("gateway did not become ready")
 
 
-async def publish_all(websocket: ClientConnection, channel: str, count: int) -> None:
+KINDS = {
+    "without_history": ("plain:bench", False),
+    "with_history": ("hist:bench", False),
+    "without_history_keyed": ("plain:keyed", True),
+    "with_history_keyed": ("hist:keyed", True),
+}
+"""Each kind's channel prefix, and whether every publish carries an ``idempotency_key``."""
+
+
+async def publish_all(websocket: ClientConnection, channel: str, count: int, keyed: bool) -> None:
     batch = 50
+    prefix = os.urandom(6).hex()
     for start in range(0, count, batch):
         size = min(batch, count - start)
-        lines = [
-            orjson.dumps({"op": "publish", "channel": channel, "data": {"n": start + i}}).decode()
-            for i in range(size)
+        commands = [
+            {"op": "publish", "channel": channel, "data": {"n": start + i}} for i in range(size)
         ]
+        if keyed:
+            for i, command in enumerate(commands):
+                command["idempotency_key"] = f"{prefix}-{start + i}"
+        lines = [orjson.dumps(command).decode() for command in commands]
         await websocket.send("\n".join(lines))
         replies = 0
         while replies < size:
@@ -71,8 +86,17 @@ async def receive(websocket: ClientConnection, expected: int) -> None:
 
 
 async def one_round(
-    url: str, pid: int, channel: str, publishers: int, messages: int
+    url: str,
+    pid: int,
+    channel: str,
+    publishers: int,
+    messages: int,
+    *,
+    keyed: bool = False,
+    redis_pid: int | None = None,
 ) -> dict[str, float]:
+    """One kind's run: publishes/s, and the CPU per publish of the gateway (and of Redis,
+    given its pid)."""
     async with connect(url, max_size=None) as subscriber:
         await subscriber.recv()
         await subscriber.send(orjson.dumps({"op": "subscribe", "channel": channel}).decode())
@@ -80,28 +104,46 @@ async def one_round(
         senders = [await connect(url, max_size=None) for _ in range(publishers)]
         for sender in senders:
             await sender.recv()
+        redis_before = cpu_seconds(redis_pid) if redis_pid is not None else 0.0
         cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         await asyncio.gather(
             receive(subscriber, publishers * messages),
-            *(publish_all(sender, channel, messages) for sender in senders),
+            *(publish_all(sender, channel, messages, keyed) for sender in senders),
         )
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu_before
+        redis_cpu = cpu_seconds(redis_pid) - redis_before if redis_pid is not None else 0.0
         for sender in senders:
             await sender.close()
     total = publishers * messages
-    return {"publishes_per_second": total / elapsed, "server_cpu_us_per_publish": cpu / total * 1e6}
+    result = {
+        "publishes_per_second": total / elapsed,
+        "server_cpu_us_per_publish": cpu / total * 1e6,
+    }
+    if redis_pid is not None:
+        result["redis_cpu_us_per_publish"] = redis_cpu / total * 1e6
+    return result
 
 
 async def measure(
-    url: str, pid: int, publishers: int, messages: int, rounds: int
+    url: str, pids: tuple[int, int], publishers: int, messages: int, rounds: int, kinds: list[str]
 ) -> dict[str, dict[str, float]]:
-    results: dict[str, list[dict[str, float]]] = {"without_history": [], "with_history": []}
+    pid, redis_pid = pids
+    results: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for index in range(rounds):
-        for kind, channel in (("without_history", "plain:bench"), ("with_history", "hist:bench")):
+        for kind in kinds:
+            channel, keyed = KINDS[kind]
             results[kind].append(
-                await one_round(url, pid, f"{channel}{index}", publishers, messages)
+                await one_round(
+                    url,
+                    pid,
+                    f"{channel}{index}",
+                    publishers,
+                    messages,
+                    keyed=keyed,
+                    redis_pid=redis_pid,
+                )
             )
     return {
         kind: {key: round(statistics.median(r[key] for r in runs), 2) for key in runs[0]}
@@ -110,9 +152,9 @@ async def measure(
 
 
 @contextlib.contextmanager
-def replica_on_redis(env: dict[str, str], *serve_args: str) -> Iterator[tuple[str, int]]:
+def replica_on_redis(env: dict[str, str], *serve_args: str) -> Iterator[tuple[str, int, int]]:
     """A throwaway redis-server and one ``gateway serve`` replica on it (with ``env`` and
-    ``serve_args``), ready; yields the replica's WebSocket URL and pid."""
+    ``serve_args``), ready; yields the replica's WebSocket URL, its pid and Redis's."""
     redis_port, port = free_port(), free_port()
     redis = subprocess.Popen(
         [
@@ -140,7 +182,7 @@ def replica_on_redis(env: dict[str, str], *serve_args: str) -> Iterator[tuple[st
     gateway = subprocess.Popen(command, env=environment, cwd=ROOT)
     try:
         wait_ready(port, gateway)
-        yield f"ws://127.0.0.1:{port}/ws", gateway.pid
+        yield f"ws://127.0.0.1:{port}/ws", gateway.pid, redis.pid
     finally:
         gateway.terminate()
         gateway.wait(20)
@@ -152,17 +194,27 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=8)
     parser.add_argument("--messages", type=int, default=500, help="per publisher and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-keys", action="store_true", help="only the kinds without an idempotency key"
+    )
     args = parser.parse_args()
+    kinds = [kind for kind, (_, keyed) in KINDS.items() if not (keyed and args.no_keys)]
 
     namespaces = json.dumps({"plain": {"history_size": 0}})
-    with replica_on_redis({"GATEWAY_NAMESPACES": namespaces}) as (url, pid):
-        result = asyncio.run(measure(url, pid, args.publishers, args.messages, args.rounds))
-    result["ratio"] = {
-        "publishes_per_second": round(
-            result["with_history"]["publishes_per_second"]
-            / result["without_history"]["publishes_per_second"],
-            3,
+    with replica_on_redis({"GATEWAY_NAMESPACES": namespaces}) as (url, pid, redis_pid):
+        result = asyncio.run(
+            measure(url, (pid, redis_pid), args.publishers, args.messages, args.rounds, kinds)
         )
+    result["ratio"] = {
+        f"{kind} / {base}": round(
+            result[kind]["publishes_per_second"] / result[base]["publishes_per_second"], 3
+        )
+        for kind, base in (
+            ("with_history", "without_history"),
+            ("with_history_keyed", "with_history"),
+            ("without_history_keyed", "without_history"),
+        )
+        if kind in result
     }
     print(json.dumps(result, indent=2))
 

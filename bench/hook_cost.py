@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    with replica_on_redis({}, "--app", "bench.hook_app:gw") as (url, pid):
+    with replica_on_redis({}, "--app", "bench.hook_app:gw") as (url, pid, _redis_pid):
         result = asyncio.run(measure(url, pid, args.publishers, args.messages, args.rounds))
     print(json.dumps(result, indent=2))
 

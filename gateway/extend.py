@@ -195,24 +195,36 @@ class Gateway:
 
     # The server API, in process
 
-    async def publish(self, channel: str, data: Any) -> StreamPosition | None:
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> StreamPosition | None:
         """Publish ``data`` as the server does (no ``from``; no hook, no validation); its
-        position where the namespace keeps history, else None.
+        position where the namespace keeps history, else None. An ``idempotency_key``
+        accepted on the channel within ``idempotency_window`` seconds publishes nothing
+        again and returns the first publication's position.
 
         Raises:
-            GatewayError: `bad_request` for a channel name or data JSON cannot hold,
-                `unknown_namespace`, `too_large`, `unavailable`.
+            GatewayError: `bad_request` for a channel name, data JSON cannot hold or an
+                ``idempotency_key`` that is not 1-64 characters; `unknown_namespace`,
+                `too_large`, `unavailable`.
         """
-        return await self.replica.publisher.publish(valid_channel(channel), json_value(data))
+        return await self.replica.publisher.publish(
+            valid_channel(channel), json_value(data), idempotency_key=idempotency_key
+        )
 
-    async def broadcast(self, channels: Iterable[str], data: Any) -> dict[str, int]:
+    async def broadcast(
+        self, channels: Iterable[str], data: Any, *, idempotency_key: str | None = None
+    ) -> dict[str, int]:
         """Publish ``data`` to each channel as the server; the offsets of those with history.
+        The ``idempotency_key`` is checked on each channel on its own.
 
         Raises:
             GatewayError: as `publish`; nothing is published when a namespace is unknown.
         """
         names = list(dict.fromkeys(valid_channel(channel) for channel in channels))
-        return await self.replica.publisher.broadcast(names, json_value(data))
+        return await self.replica.publisher.broadcast(
+            names, json_value(data), idempotency_key=idempotency_key
+        )
 
     async def disconnect(self, user: str) -> None:
         """Close every connection of ``user``, on every replica, with 4003.

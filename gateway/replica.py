@@ -28,6 +28,7 @@ from gateway.services.admission import Admission, HandshakePolicy
 from gateway.services.channels import Channels
 from gateway.services.connections import ConnectionRegistry
 from gateway.services.hooks import Hooks
+from gateway.services.http_publish import HttpPublishing
 from gateway.services.namespaces import Namespaces
 from gateway.services.presence import Presence
 from gateway.services.publisher import Publisher
@@ -35,6 +36,7 @@ from gateway.session.centrifugo_control import ServerSideCommands
 from gateway.session.commands import Commands
 from gateway.session.connection import SessionContext
 from gateway.session.handshake import Endpoints
+from gateway.session.sse import SseEndpoint
 from gateway.settings import Settings
 from gateway.wire.errors import DRAIN, SHUTDOWN
 
@@ -112,17 +114,20 @@ class Replica:
             on_backlog=self.metrics.queue_depth.observe,
             hooks=self.hooks,
         )
-        policy = HandshakePolicy(
-            OriginPolicy(settings.allowed_origins), self.readiness, self.admission, self.connections
-        )
+        self.origins = OriginPolicy(settings.allowed_origins)
+        policy = HandshakePolicy(self.origins, self.readiness, self.admission, self.connections)
+        commands = Commands(settings, self.channels, self.publisher, self.presence, self.hooks)
         self.endpoints = Endpoints(
-            context,
-            Commands(settings, self.channels, self.publisher, self.presence, self.hooks),
-            policy,
-            self.admission,
-            self.connections,
-            self.security,
+            context, commands, policy, self.admission, self.connections, self.security
         )
+        self.serve_sse = SseEndpoint(
+            context, commands, policy, self.admission, self.connections, self.security
+        )
+        """``GET /sse``, an ASGI application."""
+        self.http_publishing = HttpPublishing(
+            settings, self.security, self.origins, self.namespaces, self.publisher, self.hooks
+        )
+
         self.serve_protocol = self.endpoints.serve_protocol
         self.serve_plain_text = self.endpoints.serve_plain_text
         self.serve_centrifugo = self.endpoints.serve_centrifugo

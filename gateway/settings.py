@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     hook_timeout: float = Field(default=10, gt=0)
     broker_timeout: float = Field(default=5, gt=0)
     presence_ttl: float = Field(default=15, gt=0)
+    idempotency_window: float = Field(default=300, gt=0)
     permessage_deflate: bool = False
     strict_namespaces: bool = False
     # Centrifugo compatibility (docs/centrifugo.md)

@@ -35,7 +35,7 @@ class Publisher:
 
     ``url`` overrides the settings' ``redis_url``; ``settings`` default to the environment
     and config file, as the replicas read them (namespaces, ``redis_prefix``,
-    ``redis_cluster``, ``max_message_bytes``).
+    ``redis_cluster``, ``max_message_bytes``, ``idempotency_window``).
 
     Raises:
         ConfigError: no Redis URL is given or configured.
@@ -56,6 +56,7 @@ class Publisher:
             prefix=settings.redis_prefix,
             timeout=settings.broker_timeout,
             cluster=settings.redis_cluster,
+            idempotency_window=settings.idempotency_window,
         )
         self._service = PublishService(
             self._broker, Namespaces(settings), Stats(), settings.max_message_bytes
@@ -90,27 +91,39 @@ class Publisher:
             self._started = False
             await self._broker.close()
 
-    async def publish(self, channel: str, data: Any) -> StreamPosition | None:
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> StreamPosition | None:
         """Publish ``data`` (a JSON value or a pydantic model) to ``channel``; its position
         where the namespace keeps history, else None. No hook and no validation run: the
-        publisher is trusted, as the server API is.
+        publisher is trusted, as the server API is. An ``idempotency_key`` accepted on the
+        channel within ``idempotency_window`` seconds (by this publisher, a replica or any
+        other) publishes nothing again and returns the first publication's position.
 
         Raises:
-            GatewayError: `bad_request` for a channel name or data JSON cannot hold,
-                `unknown_namespace`, `too_large`, `unavailable`.
+            GatewayError: `bad_request` for a channel name, data JSON cannot hold or an
+                ``idempotency_key`` that is not 1-64 characters; `unknown_namespace`,
+                `too_large`, `unavailable`.
             RuntimeError: the publisher was not started.
         """
-        return await self._running().publish(valid_channel(channel), json_value(data))
+        return await self._running().publish(
+            valid_channel(channel), json_value(data), idempotency_key=idempotency_key
+        )
 
-    async def broadcast(self, channels: Iterable[str], data: Any) -> dict[str, int]:
-        """Publish ``data`` to each channel; the offsets of those with history.
+    async def broadcast(
+        self, channels: Iterable[str], data: Any, *, idempotency_key: str | None = None
+    ) -> dict[str, int]:
+        """Publish ``data`` to each channel; the offsets of those with history. The
+        ``idempotency_key`` is checked on each channel on its own.
 
         Raises:
             GatewayError: as `publish`.
             RuntimeError: the publisher was not started.
         """
         names = list(dict.fromkeys(valid_channel(channel) for channel in channels))
-        return await self._running().broadcast(names, json_value(data))
+        return await self._running().broadcast(
+            names, json_value(data), idempotency_key=idempotency_key
+        )
 
     def _running(self) -> PublishService:
         if not self._started:

@@ -24,6 +24,10 @@ export declare const ClientErrorCode: {
   readonly DISCONNECTED: "disconnected";
   readonly CLOSED: "closed";
   readonly TIMEOUT: "timeout";
+  /** `maxUnacknowledged` publishes are waiting for their reply. */
+  readonly OVERFLOW: "overflow";
+  /** The command is not available over the transport in use (SSE: `presence`, `history`, ...). */
+  readonly UNSUPPORTED: "unsupported";
 };
 export type ClientErrorCodeValue = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
 
@@ -138,8 +142,19 @@ export interface ConnectingEvent {
   url: string;
 }
 
+/** How the client reaches the gateway: a WebSocket, or `GET /sse` plus `POST /publish`. */
+export type TransportName = "websocket" | "sse";
+
 export interface ConnectedEvent extends Welcome {
   url: string;
+  /** The transport this connection uses. */
+  transport: TransportName;
+}
+
+/** The client moved to another transport (after `fallbackAfter` attempts that never opened). */
+export interface TransportEvent {
+  transport: TransportName;
+  previous: TransportName;
 }
 
 export interface DisconnectedEvent {
@@ -187,6 +202,7 @@ export interface ClientEvents {
   connecting: ConnectingEvent;
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
+  transport: TransportEvent;
   error: GatewayError;
   message: MessageFrame;
   join: PresenceChange;
@@ -208,6 +224,13 @@ export interface SubscribeOptions {
   since?: StreamPosition;
   /** Resubscribe with `since` after a reconnect (default true). */
   recover?: boolean;
+  /**
+   * Ask for the channel's latest message right after `subscribed` (when `since` is not
+   * sent, or cannot be recovered), then the live stream: for current-value channels (a
+   * price, a status), usually with `recover: false`. A latest message seen already is not
+   * delivered again.
+   */
+  latest?: boolean;
   /** A subscription JWT, or a function of the channel returning one. */
   token?: string | ((channel: string) => string | Promise<string>);
 }
@@ -233,6 +256,17 @@ export interface ClientOptions {
   name?: string | (() => string | null | undefined);
   /** A WebSocket implementation; defaults to globalThis.WebSocket. */
   WebSocket?: typeof WebSocket;
+  /** An EventSource implementation for the SSE transport; defaults to globalThis.EventSource. */
+  EventSource?: typeof EventSource;
+  /** A fetch implementation for `POST /publish`; defaults to globalThis.fetch. */
+  fetch?: typeof fetch;
+  /**
+   * The transports to try, in order; default ["websocket", "sse"]. Those this environment
+   * cannot run (no EventSource or fetch) are left out.
+   */
+  transports?: TransportName[];
+  /** Attempts of a transport that never opened before the next one is tried; default 2. */
+  fallbackAfter?: number;
   /** Backoff base and cap in ms (full jitter): defaults 250 and 10000. */
   minDelay?: number;
   maxDelay?: number;
@@ -246,12 +280,30 @@ export interface ClientOptions {
   commandTimeout?: number;
   /** A connection that lived this long (ms) resets the backoff; default 5000. */
   stableAfter?: number;
+  /**
+   * ms a publish may take, resends included, before it rejects with "timeout" (then it may
+   * or may not have been published); default 60000. Keep it below the server's
+   * `idempotency_window` (300 s by default), or a late resend may be delivered twice.
+   */
+  publishTimeout?: number;
+  /** Publishes that may wait for their reply at once; the next rejects with "overflow". Default 1000. */
+  maxUnacknowledged?: number;
+}
+
+export interface PublishOptions {
+  /**
+   * The publish's idempotency key (at most 64 characters); default a random one. A key the
+   * server accepted on the channel within its `idempotency_window` is not delivered again.
+   */
+  idempotencyKey?: string;
 }
 
 export declare class GatewayClient<Channels = ChannelMap> extends Emitter<ClientEvents> {
   constructor(urls: string | string[], options?: ClientOptions);
   readonly urls: string[];
   readonly state: "disconnected" | "connecting" | "connected";
+  /** The transport in use (or tried next); the "transport" event tells of a change. */
+  readonly transport: TransportName;
   /** The current connection's `welcome`, or null. */
   readonly welcome: Welcome | null;
   readonly subscriptions: Map<string, Subscription>;
@@ -260,9 +312,11 @@ export declare class GatewayClient<Channels = ChannelMap> extends Emitter<Client
   /** Close for good. */
   close(): void;
   subscribe(channel: string, handlers?: SubscriptionHandlers, options?: SubscribeOptions): Subscription;
+  /** Resolves once, and the message is delivered once, across reconnects (see `PublishOptions`). */
   publish<Channel extends string>(
     channel: Channel,
     data: ChannelData<Channels, Channel>,
+    options?: PublishOptions,
   ): Promise<PublishedReply>;
   /** Call a method the application serves in Python (`@gw.rpc(method)`); resolves with the reply's `data`. */
   rpc<Result = unknown>(method: string, data?: unknown): Promise<Result>;
@@ -291,6 +345,10 @@ export declare function closeAction(
 ): "stop" | "refresh" | "now" | "backoff";
 /** Error codes after which a refused `subscribe` is retried with backoff. */
 export declare const RETRYABLE_SUBSCRIBE_ERRORS: ReadonlySet<string>;
+/** Error codes after which a publish is sent again, with its idempotency key, after a backoff. */
+export declare const RETRYABLE_PUBLISH_ERRORS: ReadonlySet<string>;
+/** A random idempotency key (128 bits, base64url). */
+export declare function newIdempotencyKey(): string;
 export declare function tokenExpiry(token: string): number | null;
 export declare function refreshDelay(exp: number, nowMs: number): number;
 export declare function advance(

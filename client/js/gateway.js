@@ -21,6 +21,10 @@ const DEFAULTS = Object.freeze({
   connectTimeout: 10000,
   commandTimeout: 10000,
   stableAfter: 5000,
+  publishTimeout: 60000,
+  maxUnacknowledged: 1000,
+  transports: ["websocket", "sse"],
+  fallbackAfter: 2,
 });
 
 /** Error codes the client itself produces (the server's are those of the protocol). */
@@ -28,7 +32,19 @@ export const ClientErrorCode = Object.freeze({
   DISCONNECTED: "disconnected",
   CLOSED: "closed",
   TIMEOUT: "timeout",
+  OVERFLOW: "overflow",
+  UNSUPPORTED: "unsupported",
 });
+
+/** A random idempotency key: 128 bits, base64url (22 characters). */
+export function newIdempotencyKey() {
+  const bytes = new Uint8Array(16);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
 
 /** A command failed: `code` is the protocol's error code, or one of `ClientErrorCode`. */
 export class GatewayError extends Error {
@@ -87,6 +103,12 @@ const CLOSE_ACTIONS = Object.freeze({
 export const RETRYABLE_SUBSCRIBE_ERRORS = new Set(["unavailable", "internal", "rate_limited"]);
 
 /**
+ * Error codes after which a publish is sent again, with its idempotency key, after a
+ * backoff: the same retryable codes (a resend is never delivered twice).
+ */
+export const RETRYABLE_PUBLISH_ERRORS = RETRYABLE_SUBSCRIBE_ERRORS;
+
+/**
  * What to do after the server closed with `code`, per the protocol's close-code table:
  * "stop", "refresh" (get a new token, then reconnect), "now" (reconnect at once, to the
  * next URL), or "backoff" (also for codes the table does not list). `reconnect` is the
@@ -135,6 +157,42 @@ export function advance(position, message) {
   return { verdict: missed > 0 ? "gap" : "deliver", position: next, missed };
 }
 
+/** An epoch as a stream's event id writes it (gateway/wire/sse.py). */
+export function encodeEpoch(epoch) {
+  const base64url = (bytes) => {
+    let text = "";
+    for (const byte of bytes) text += String.fromCharCode(byte);
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  };
+  if (/^(?:[0-9a-f]{2})+$/.test(epoch)) {
+    return base64url(epoch.match(/../g).map((pair) => parseInt(pair, 16)));
+  }
+  return "~" + base64url(new TextEncoder().encode(epoch));
+}
+
+/**
+ * The event id of a stream standing at `positions` (one per channel of its request, in
+ * order; null where there is none): what `/sse` resumes from (gateway/wire/sse.py).
+ */
+export function encodePositions(positions) {
+  return "1." + positions.map((p) => (p ? `${p.offset}:${encodeEpoch(p.epoch)}` : "")).join(".");
+}
+
+/** The `/sse` and `POST /publish` URLs beside a `/ws` URL. */
+export function streamUrls(url) {
+  const parsed = new URL(url);
+  parsed.protocol = parsed.protocol === "wss:" ? "https:" : "http:";
+  parsed.search = "";
+  parsed.hash = "";
+  const base = parsed.pathname.replace(/\/ws\/?$/, "").replace(/\/$/, "");
+  const at = (path) => {
+    const copy = new URL(parsed.href);
+    copy.pathname = base + path;
+    return copy.href;
+  };
+  return { stream: at("/sse"), publish: at("/publish") };
+}
+
 class Emitter {
   constructor() {
     this._listeners = new Map();
@@ -177,6 +235,7 @@ export class Subscription extends Emitter {
     this.state = "pending";
     this.position = options.since ?? null;
     this.recover = options.recover !== false;
+    this.latest = options.latest === true;
     this._token = options.token ?? null;
     this._attempt = 0;
     this._retryTimer = null;
@@ -198,6 +257,7 @@ export class Subscription extends Emitter {
     const command = { op: "subscribe", id, channel: this.channel };
     const since = this.recover && this.position?.epoch ? { ...this.position } : null;
     if (since) command.since = since;
+    if (this.latest) command.latest = true;
     if (token) command.token = token;
     return { command, since };
   }
@@ -216,11 +276,23 @@ export class Subscription extends Emitter {
       resubscribed,
       missed: recovered ? Math.max(0, frame.offset - since.offset) : 0,
     };
-    if (!recovered) this.position = frame.epoch ? { offset: frame.offset, epoch: frame.epoch } : null;
+    if (!recovered) this.position = this._startingAt(frame);
     this._emit("subscribed", detail);
     if (since && !recovered) {
       this._emit("unrecovered", { channel: this.channel, reason: "recovery_failed", since, ...detail });
     }
+  }
+
+  /**
+   * Where the stream continues after an unrecovered `subscribed`: at its offset, or with
+   * `latest` (the newest message follows) from whatever comes next, unless that message
+   * was seen already (then it is dropped as a duplicate).
+   */
+  _startingAt(frame) {
+    if (!frame.epoch) return null;
+    if (!this.latest) return { offset: frame.offset, epoch: frame.epoch };
+    const seen = this.position;
+    return seen && seen.epoch === frame.epoch && seen.offset >= frame.offset ? seen : null;
   }
 
   /** Track and deliver one `message`; false when it was a duplicate and was dropped. */
@@ -245,6 +317,216 @@ export class Subscription extends Emitter {
 }
 
 /**
+ * The SSE transport, shaped like the WebSocket the client otherwise drives (`send`,
+ * `close`, `onopen`, `onmessage`, `onclose`): commands sent to it are carried out over
+ * `GET /sse` and `POST /publish`, and their replies and the stream's frames come back
+ * through `onmessage`. A subscribe or unsubscribe reopens the stream with the new channel
+ * list and the current position of each channel; the old stream is closed only once the
+ * new one has subscribed every channel, and what both delivered meanwhile is told apart
+ * by offset (no loss, no duplicate; on channels without history a message published during
+ * the switch may arrive twice). Network errors are left to `EventSource`, which reconnects
+ * by itself and resumes every channel from its `Last-Event-ID`.
+ */
+class SseSocket {
+  constructor(client, url, token) {
+    this._client = client;
+    this._urls = streamUrls(url);
+    this._url = url;
+    this._token = token;
+    this._EventSource = client._EventSource;
+    this._fetch = client._fetch;
+    this._wanted = new Set();
+    this._pending = new Map();
+    this._streams = [];
+    this._welcomed = false;
+    this._closed = false;
+    this._clientId = null;
+    this._reopening = null;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    queueMicrotask(() => this._reopen());
+  }
+
+  send(text) {
+    for (const line of String(text).split("\n")) {
+      if (line.trim()) this._command(JSON.parse(line));
+    }
+  }
+
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._reopening);
+    for (const stream of this._streams) stream.source.close();
+    this._streams = [];
+  }
+
+  _command(command) {
+    const { op, id, channel } = command;
+    switch (op) {
+      case "subscribe":
+        if (command.token) {
+          this._reply({ op: "error", id, code: ClientErrorCode.UNSUPPORTED, message: "subscription tokens are not carried over SSE: grant the channel in the connection token" });
+          return;
+        }
+        this._wanted.add(channel);
+        this._pending.set(channel, id);
+        this._reopenSoon();
+        return;
+      case "unsubscribe":
+        this._wanted.delete(channel);
+        this._pending.delete(channel);
+        this._reply({ op: "unsubscribed", id, channel });
+        this._reopenSoon();
+        return;
+      case "publish":
+        this._publish(command);
+        return;
+      case "ping":
+        this._reply({ op: "pong", id });
+        return;
+      case "connect":
+        return;
+      case "refresh":
+        this._token = command.token;
+        this._reopenSoon();
+        this._reply({ op: "refreshed", id, exp: tokenExpiry(command.token) });
+        return;
+      default:
+        this._reply({ op: "error", id, code: ClientErrorCode.UNSUPPORTED, message: `${op} is not available over the SSE transport` });
+    }
+  }
+
+  _reply(frame) {
+    if (!this._closed) this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+
+  _publish(command) {
+    const headers = { "content-type": "application/json" };
+    if (this._token) headers.authorization = `Bearer ${this._token}`;
+    const body = { channel: command.channel, data: command.data };
+    if (command.idempotency_key) body.idempotency_key = command.idempotency_key;
+    if (this._clientId) body.client = this._clientId;
+    this._fetch(this._urls.publish, { method: "POST", headers, body: JSON.stringify(body) })
+      .then(async (response) => {
+        let frame = null;
+        try {
+          frame = await response.json();
+        } catch {
+          frame = null;
+        }
+        if (!frame || typeof frame.op !== "string") {
+          const code = response.status >= 500 ? "unavailable" : "bad_request";
+          frame = { op: "error", code, message: `POST /publish answered HTTP ${response.status}` };
+        }
+        this._reply({ ...frame, id: command.id });
+      })
+      .catch((error) => {
+        this._reply({ op: "error", id: command.id, code: "unavailable", message: `POST /publish failed: ${error?.message ?? error}` });
+      });
+  }
+
+  _reopenSoon() {
+    if (this._reopening === null && !this._closed) {
+      this._reopening = setTimeout(() => {
+        this._reopening = null;
+        this._reopen();
+      }, 0);
+    }
+  }
+
+  _reopen() {
+    if (this._closed) return;
+    const channels = [...this._wanted];
+    const wanted = channels.map((channel) => this._client._streamPosition(channel));
+    const url = new URL(this._urls.stream);
+    for (const channel of channels) url.searchParams.append("channel", channel);
+    if (wanted.some((want) => want.position)) {
+      url.searchParams.set("lastEventId", encodePositions(wanted.map((want) => want.position)));
+    }
+    channels.forEach((channel, index) => wanted[index].latest && url.searchParams.append("latest", channel));
+    if (this._token) url.searchParams.set("token", this._token);
+    const { name } = this._client.options;
+    const chosen = typeof name === "function" ? name() : name;
+    const source = new this._EventSource(withName(url.href, chosen));
+    const stream = { source, channels, waiting: new Set(channels), welcomed: false, resuming: false };
+    this._streams.push(stream);
+    source.onmessage = (event) => this._onEvent(stream, event.data);
+    source.onerror = () => this._onError(stream);
+  }
+
+  _newest(stream) {
+    return this._streams[this._streams.length - 1] === stream;
+  }
+
+  _onEvent(stream, data) {
+    if (this._closed) return;
+    const frame = JSON.parse(data);
+    const { op } = frame;
+    if (op === "message" || op === "join" || op === "leave") {
+      this.onmessage?.({ data });
+      return;
+    }
+    if (!this._newest(stream)) return;
+    if (op === "welcome") {
+      const resumed = stream.resuming && stream.welcomed;
+      stream.welcomed = true;
+      if (!this._welcomed) {
+        this._welcomed = true;
+        this._clientId = frame.client;
+        this.onopen?.();
+        this.onmessage?.({ data });
+      } else if (resumed) {
+        this._client._onStreamResumed(frame);
+      }
+      this._settleIfSubscribed(stream);
+    } else if ((op === "subscribed" || op === "error") && stream.waiting.has(frame.id)) {
+      const channel = frame.id;
+      stream.waiting.delete(channel);
+      const id = this._pending.get(channel);
+      if (id !== undefined) {
+        this._pending.delete(channel);
+        this._reply({ ...frame, id });
+      } else if (stream.resuming || (op === "subscribed" && !frame.recovered && frame.epoch)) {
+        this._client._onStreamResubscribed(frame);
+      }
+      this._settleIfSubscribed(stream);
+    } else if (op === "disconnect") {
+      this.onmessage?.({ data });
+      this.close();
+      this.onclose?.({ code: frame.code, reason: frame.reason });
+    } else {
+      this.onmessage?.({ data });
+    }
+  }
+
+  _settleIfSubscribed(stream) {
+    if (!stream.welcomed || stream.waiting.size) return;
+    stream.resuming = false;
+    for (const older of this._streams.slice(0, -1)) older.source.close();
+    this._streams = [stream];
+  }
+
+  _onError(stream) {
+    if (this._closed) return;
+    if (!this._newest(stream)) {
+      stream.source.close();
+      this._streams = this._streams.filter((other) => other !== stream);
+      return;
+    }
+    if (!this._welcomed || stream.source.readyState === 2) {
+      this.close();
+      this.onclose?.({ code: 1006, reason: "the event stream could not be opened" });
+      return;
+    }
+    if (!stream.resuming) {
+      stream.resuming = true;
+      stream.waiting = new Set(stream.channels);
+      this._client._onStreamInterrupted();
+    }
+  }
+}
+
+/**
  * A connection to the gateway that stays up: it reconnects (trying each URL in turn),
  * resubscribes with recovery, and queues commands while disconnected.
  *
@@ -263,9 +545,19 @@ export class GatewayClient extends Emitter {
     if (!this.urls.length) throw new TypeError("GatewayClient needs at least one URL");
     this.options = { ...DEFAULTS, ...options };
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this._WebSocket !== "function") {
-      throw new TypeError("no WebSocket implementation: pass one as options.WebSocket");
+    this._EventSource = options.EventSource ?? globalThis.EventSource;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    const usable = {
+      websocket: typeof this._WebSocket === "function",
+      sse: typeof this._EventSource === "function" && typeof this._fetch === "function",
+    };
+    this._transports = this.options.transports.filter((name) => usable[name]);
+    if (!this._transports.length) {
+      throw new TypeError("no WebSocket implementation (nor EventSource and fetch): pass one as options.WebSocket");
     }
+    /** The transport in use: "websocket", or "sse" (`GET /sse` and `POST /publish`). */
+    this.transport = this._transports[0];
+    this._unopened = 0;
     this.state = "disconnected";
     this.welcome = null;
     this.subscriptions = new Map();
@@ -275,6 +567,7 @@ export class GatewayClient extends Emitter {
     this._socket = null;
     this._queue = [];
     this._pending = new Map();
+    this._unacknowledged = new Set();
     this._token = typeof options.token === "string" ? options.token : null;
     this._reconnectTimer = null;
     this._refreshTimer = null;
@@ -330,6 +623,8 @@ export class GatewayClient extends Emitter {
    * Want a channel: subscribed now if connected, else on the next connection, and again
    * (with recovery) after every reconnect. `handlers` maps event names to listeners; a
    * function is the "message" listener. Options: `since`, `recover` (default true),
+   * `latest` (the channel's newest message follows `subscribed`, when `since` cannot be
+   * recovered or is not sent: for current-value channels, with `recover: false`),
    * `token` (a subscription JWT, or a function returning one).
    */
   subscribe(channel, handlers = {}, options = {}) {
@@ -342,9 +637,27 @@ export class GatewayClient extends Emitter {
     return subscription;
   }
 
-  /** Publish `data` (any JSON value); resolves with the `published` reply. */
-  publish(channel, data) {
-    return this.request({ op: "publish", channel, data });
+  /**
+   * Publish `data` (any JSON value); resolves with the `published` reply, once.
+   *
+   * Every publish carries an idempotency key (`options.idempotencyKey`, else a random one):
+   * one not acknowledged when the connection drops is sent again after the reconnect, and
+   * one refused as `unavailable` again after a backoff, so the message is delivered once
+   * however often it is sent. It rejects with "timeout" if not acknowledged within
+   * `publishTimeout` ms (then it may or may not have been published: publish again with
+   * the same key, within the server's `idempotency_window`, to find out), and at once with
+   * "overflow" while `maxUnacknowledged` publishes are waiting.
+   */
+  publish(channel, data, options = {}) {
+    if (this._closed) {
+      return Promise.reject(new GatewayError(ClientErrorCode.CLOSED, "the client was closed"));
+    }
+    if (this._unacknowledged.size >= this.options.maxUnacknowledged) {
+      const limit = this.options.maxUnacknowledged;
+      return Promise.reject(new GatewayError(ClientErrorCode.OVERFLOW, `${limit} publishes wait for their reply`));
+    }
+    const idempotency_key = options.idempotencyKey ?? newIdempotencyKey();
+    return this._track({ op: "publish", channel, data, idempotency_key }, this.options.publishTimeout, true);
   }
 
   /**
@@ -406,16 +719,42 @@ export class GatewayClient extends Emitter {
     if (this._closed) {
       return Promise.reject(new GatewayError(ClientErrorCode.CLOSED, "the client was closed"));
     }
+    return this._track(command, this.options.commandTimeout, false);
+  }
+
+  /** Send `command` once connected, and settle with its reply within `timeout` ms. */
+  _track(command, timeout, resend) {
     return new Promise((resolve, reject) => {
-      const entry = { frame: { ...command, id: this._nextId++ }, resolve, reject, timer: null };
+      const entry = { frame: { ...command, id: this._nextId++ }, resolve, reject, timer: null, resend, attempt: 0 };
+      if (resend) {
+        this._unacknowledged.add(entry);
+        const settle = (done) => (value) => {
+          this._unacknowledged.delete(entry);
+          clearTimeout(entry.retry);
+          done(value);
+        };
+        entry.resolve = settle(resolve);
+        entry.reject = settle(reject);
+      }
       entry.timer = setTimeout(() => {
         this._pending.delete(entry.frame.id);
         this._queue = this._queue.filter((queued) => queued !== entry);
-        reject(new GatewayError(ClientErrorCode.TIMEOUT, `no reply to ${command.op} in time`));
-      }, this.options.commandTimeout);
+        const unsure = resend ? ": it may or may not have been published" : "";
+        entry.reject(new GatewayError(ClientErrorCode.TIMEOUT, `no reply to ${command.op} in time${unsure}`));
+      }, timeout);
       if (this.state === "connected") this._sendEntry(entry);
       else this._queue.push(entry);
     });
+  }
+
+  /** Send a publish refused as retryable again after a backoff, on whatever connection is up. */
+  _retryLater(entry) {
+    const delay = backoffDelay(entry.attempt++, this.options);
+    entry.retry = setTimeout(() => {
+      if (!this._unacknowledged.has(entry)) return;
+      if (this.state === "connected") this._sendEntry(entry);
+      else this._queue.push(entry);
+    }, delay);
   }
 
   _currentUrl() {
@@ -439,7 +778,8 @@ export class GatewayClient extends Emitter {
     let ws;
     try {
       const { name } = this.options;
-      ws = new this._WebSocket(withName(url, typeof name === "function" ? name() : name), SUBPROTOCOL);
+      if (this.transport === "sse") ws = new SseSocket(this, url, token);
+      else ws = new this._WebSocket(withName(url, typeof name === "function" ? name() : name), SUBPROTOCOL);
     } catch (error) {
       this._scheduleReconnect({ code: 1006, reason: String(error?.message ?? error) }, "backoff");
       return;
@@ -449,6 +789,7 @@ export class GatewayClient extends Emitter {
       url,
       token,
       welcomed: false,
+      opened: false,
       welcomedAt: 0,
       lastSeen: Date.now(),
       timers: [],
@@ -461,6 +802,8 @@ export class GatewayClient extends Emitter {
       setTimeout(() => this._abandon(socket, "no welcome in time"), this.options.connectTimeout),
     );
     ws.onopen = () => {
+      socket.opened = true;
+      this._unopened = 0;
       if (token) ws.send(JSON.stringify({ op: "connect", id: `connect-${this._nextId++}`, token }));
     };
     ws.onmessage = (event) => this._onData(socket, event.data);
@@ -514,8 +857,9 @@ export class GatewayClient extends Emitter {
     if (entry) {
       this._pending.delete(frame.id);
       clearTimeout(entry.timer);
-      if (frame.op === "error") entry.reject(new GatewayError(frame.code, frame.message, frame));
-      else entry.resolve(frame);
+      if (frame.op !== "error") entry.resolve(frame);
+      else if (entry.resend && RETRYABLE_PUBLISH_ERRORS.has(frame.code)) this._retryLater(entry);
+      else entry.reject(new GatewayError(frame.code, frame.message, frame));
     } else if (frame.op === "error" && !String(frame.id ?? "").startsWith("connect-")) {
       this._emit("error", new GatewayError(frame.code, frame.message, frame));
     }
@@ -534,7 +878,7 @@ export class GatewayClient extends Emitter {
     const queued = this._queue;
     this._queue = [];
     for (const entry of queued) this._sendEntry(entry);
-    this._emit("connected", { ...frame, url: socket.url });
+    this._emit("connected", { ...frame, url: socket.url, transport: this.transport });
   }
 
   _sendEntry(entry) {
@@ -678,12 +1022,18 @@ export class GatewayClient extends Emitter {
     clearInterval(socket.ticker);
     clearTimeout(socket.deadline);
     socket.ws.onopen = socket.ws.onmessage = socket.ws.onclose = null;
+    const resent = [];
     for (const [id, entry] of this._pending) {
       if (entry.socket !== socket) continue;
       this._pending.delete(id);
+      if (entry.resend) {
+        resent.push(entry);
+        continue;
+      }
       clearTimeout(entry.timer);
       entry.reject(new GatewayError(ClientErrorCode.DISCONNECTED, "the connection closed before the reply"));
     }
+    this._queue = resent.concat(this._queue);
     for (const subscription of this.subscriptions.values()) {
       clearTimeout(subscription._retryTimer);
       subscription.state = "pending";
@@ -692,6 +1042,7 @@ export class GatewayClient extends Emitter {
 
   _onClose(socket, code, reason) {
     if (socket !== this._socket) return;
+    if (!socket.opened) this._fallBack();
     const stable = socket.welcomed && Date.now() - socket.welcomedAt >= this.options.stableAfter;
     this._detach();
     this.welcome = null;
@@ -715,6 +1066,53 @@ export class GatewayClient extends Emitter {
     this._scheduleReconnect(why, action);
   }
 
+  /** After `fallbackAfter` transport attempts that never opened, move to the next transport. */
+  _fallBack() {
+    this._unopened += 1;
+    const next = this._transports[this._transports.indexOf(this.transport) + 1];
+    if (next === undefined || this._unopened < this.options.fallbackAfter) return;
+    const previous = this.transport;
+    this.transport = next;
+    this._unopened = 0;
+    this._emit("transport", { transport: next, previous });
+  }
+
+  // What the SSE transport asks of the client (see SseSocket).
+
+  _streamPosition(channel) {
+    const subscription = this.subscriptions.get(channel);
+    if (!subscription) return { position: null, latest: false };
+    const position = subscription.recover ? subscription.since : null;
+    subscription._streamSince = position;
+    return { position, latest: subscription.latest };
+  }
+
+  _onStreamInterrupted() {
+    if (this.state !== "connected") return;
+    this.state = "connecting";
+    for (const subscription of this.subscriptions.values()) {
+      subscription._streamSince = subscription.recover ? subscription.since : null;
+    }
+    this._emit("disconnected", { code: 1006, reason: "the event stream was interrupted", reconnect: true, delay: null });
+  }
+
+  _onStreamResumed(welcome) {
+    if (!this._socket) return;
+    this.state = "connected";
+    this.welcome = welcome;
+    const queued = this._queue;
+    this._queue = [];
+    for (const entry of queued) this._sendEntry(entry);
+    this._emit("connected", { ...welcome, url: this._socket.url, transport: this.transport });
+  }
+
+  _onStreamResubscribed(frame) {
+    const subscription = this.subscriptions.get(frame.channel);
+    if (!subscription || subscription.state !== "subscribed") return;
+    if (frame.op === "error") subscription._emit("error", new GatewayError(frame.code, frame.message, frame));
+    else subscription._onSubscribed(frame, subscription._streamSince ?? null);
+  }
+
   _scheduleReconnect(why, action) {
     const delay = action === "now" ? 0 : backoffDelay(this._attempt++, this.options);
     this.state = "disconnected";
@@ -725,7 +1123,8 @@ export class GatewayClient extends Emitter {
   }
 
   _failAll(code, message) {
-    for (const entry of this._queue.concat([...this._pending.values()])) {
+    const entries = new Set([...this._queue, ...this._pending.values(), ...this._unacknowledged]);
+    for (const entry of entries) {
       clearTimeout(entry.timer);
       entry.reject(new GatewayError(code, message));
     }

@@ -11,7 +11,7 @@ def create_broker(settings: Settings) -> Broker:
     if settings.redis_url is None:
         from gateway.broker.memory import MemoryBroker
 
-        return MemoryBroker()
+        return MemoryBroker(idempotency_window=settings.idempotency_window)
     from gateway.broker.redis import RedisBroker
 
     return RedisBroker(
@@ -19,6 +19,7 @@ def create_broker(settings: Settings) -> Broker:
         prefix=settings.redis_prefix,
         timeout=settings.broker_timeout,
         cluster=settings.redis_cluster,
+        idempotency_window=settings.idempotency_window,
     )
 
 

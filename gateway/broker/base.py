@@ -123,7 +123,12 @@ class PubSub(Protocol):
         ...
 
     async def publish(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self,
+        channel: str,
+        head: bytes,
+        history: HistoryPolicy | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> StreamPosition | None:
         """Publish a message to every replica; ``head`` is a frame built by
         `gateway.wire.protocol.message_head` (or `presence_head`), without its closing brace.
@@ -131,13 +136,23 @@ class PubSub(Protocol):
         With a history policy the message is first stored with the next offset of the
         channel, and its position is returned. Returns once the backend accepted it.
 
+        With an ``idempotency_key`` already accepted on the channel within the broker's
+        idempotency window, nothing is stored or delivered, and the first publication's
+        position is returned. Checking the key, assigning the offset and storing the key
+        are one atomic step, whichever replicas race with the same key.
+
         Raises:
             GatewayError: `unavailable` when the backend did not accept it.
         """
         ...
 
     def publish_later(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self,
+        channel: str,
+        head: bytes,
+        history: HistoryPolicy | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> asyncio.Future[StreamPosition | None]:
         """`publish` without waiting: the future resolves as `publish` would return or raise.
 

@@ -30,6 +30,11 @@ class KeySpace:
         """Stream of a channel's retained messages; entry ids are ``<offset>-0``."""
         return f"{self._topic_head}{channel}}}:hist"
 
+    def once(self, channel: str, idempotency_key: str) -> str:
+        """A publication's idempotency key on a channel, kept for the idempotency window:
+        the first publication's ``<offset>:<epoch>`` (empty on channels without history)."""
+        return f"{self._topic_head}{channel}}}:once:{idempotency_key}"
+
     def presence(self, channel: str) -> str:
         """Hash ``client -> {user, info}`` of a channel's subscribers."""
         return f"{self._topic_head}{channel}}}:presence"

@@ -2,7 +2,8 @@
 
 What expires in Redis expires here too, and is freed even if nobody asks for it again: a
 channel's history ``history_ttl`` seconds after its last publication, a channel's presence
-twice ``presence_ttl`` after its last write, a replica's registry entry after its TTL. A
+twice ``presence_ttl`` after its last write, a replica's registry entry after its TTL, an
+idempotency key ``idempotency_window`` seconds after it was accepted. A
 `Deadlines` queue knows which of them is due next, so freeing costs nothing per publication
 beyond a dictionary look-up; a sweeper task frees what is due every `SWEEP_SECONDS`.
 
@@ -95,9 +96,16 @@ class MemoryBroker:
     """Delivers each publication synchronously to this process's subscribed channels."""
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, sweep_seconds: float = SWEEP_SECONDS
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_seconds: float = SWEEP_SECONDS,
+        idempotency_window: float = 300.0,
     ) -> None:
         self._clock = clock
+        self._window = idempotency_window
+        self._once: dict[tuple[str, str], tuple[StreamPosition | None, float]] = {}
+        """Idempotency keys accepted within the window: ``(channel, key) -> (position,
+        expiry)``. Every key lives the same window, so insertion order is expiry order."""
         self._sweep_seconds = sweep_seconds
         self._handler: BrokerHandler | None = None
         self._channels: set[str] = set()
@@ -137,6 +145,11 @@ class MemoryBroker:
         registry entries."""
         return len(self._streams), len(self._presence), len(self._nodes)
 
+    @property
+    def idempotency_keys(self) -> int:
+        """Idempotency keys kept now (each for the idempotency window)."""
+        return len(self._once)
+
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
         self._sweeper = asyncio.create_task(self._sweep(), name="memory-broker-expiry")
@@ -155,7 +168,8 @@ class MemoryBroker:
         bytes freed."""
         now = self._clock()
         return (
-            _free_expired(self._stream_deadlines, self._streams, _stream_size, now)
+            self._forget_keys(now)
+            + _free_expired(self._stream_deadlines, self._streams, _stream_size, now)
             + _free_expired(self._presence_deadlines, self._presence, _presence_size, now)
             + _free_expired(self._node_deadlines, self._nodes, _node_size, now)
         )
@@ -174,14 +188,45 @@ class MemoryBroker:
         self._channels.discard(channel)
 
     async def publish(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self,
+        channel: str,
+        head: bytes,
+        history: HistoryPolicy | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> StreamPosition | None:
-        return self._publish(channel, head, history)
+        return self._publish(channel, head, history, idempotency_key)
 
     def _publish(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self, channel: str, head: bytes, history: HistoryPolicy | None, once: str | None = None
     ) -> StreamPosition | None:
         handler = self._check()
+        if once is not None:
+            now = self._clock()
+            self._forget_keys(now)
+            seen = self._once.get((channel, once))
+            if seen is not None:
+                return seen[0]
+            position = self._deliver(handler, channel, head, history)
+            self._once[channel, once] = (position, now + self._window)
+            return position
+        return self._deliver(handler, channel, head, history)
+
+    def _forget_keys(self, now: float) -> int:
+        """Drop the idempotency keys whose window ended; the bytes freed (roughly)."""
+        once = self._once
+        freed = 0
+        while once:
+            first = next(iter(once))
+            if once[first][1] > now:
+                break
+            del once[first]
+            freed += len(first[0]) + len(first[1])
+        return freed
+
+    def _deliver(
+        self, handler: BrokerHandler, channel: str, head: bytes, history: HistoryPolicy | None
+    ) -> StreamPosition | None:
         position = None
         if history is not None:
             stream = self._stream(channel, history)
@@ -202,11 +247,16 @@ class MemoryBroker:
         return position
 
     def publish_later(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self,
+        channel: str,
+        head: bytes,
+        history: HistoryPolicy | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> asyncio.Future[StreamPosition | None]:
         future: asyncio.Future[StreamPosition | None] = asyncio.get_running_loop().create_future()
         try:
-            future.set_result(self._publish(channel, head, history))
+            future.set_result(self._publish(channel, head, history, idempotency_key))
         except GatewayError as error:
             future.set_exception(error)
         return future

@@ -61,8 +61,10 @@ class RedisBroker:
         heartbeat: float | None = None,
         backoff: tuple[float, float] = (0.05, 2.0),
         cluster: bool = False,
+        idempotency_window: float = 300.0,
     ) -> None:
         self._url = url
+        self._once_ms = _ms(idempotency_window)
         self._keys = KeySpace(prefix)
         self._timeout = timeout
         self._heartbeat = heartbeat if heartbeat is not None else min(2.0, timeout / 3)
@@ -160,6 +162,10 @@ class RedisBroker:
             backoff=self._backoff,
         )
         self._publish_script = self._commands.register_script(scripts.PUBLISH_WITH_HISTORY)
+        self._publish_once_script = self._commands.register_script(
+            scripts.PUBLISH_WITH_HISTORY_ONCE
+        )
+        self._publish_once_bare_script = self._commands.register_script(scripts.PUBLISH_ONCE)
         self._read_script = self._commands.register_script(scripts.READ_HISTORY)
         self._presence_add_script = self._commands.register_script(scripts.PRESENCE_ADD)
         self._presence_refresh_script = self._commands.register_script(scripts.PRESENCE_REFRESH)
@@ -291,7 +297,12 @@ class RedisBroker:
             self._restored()
 
     def publish_later(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self,
+        channel: str,
+        head: bytes,
+        history: HistoryPolicy | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> asyncio.Future[StreamPosition | None]:
         """Queue a publication; every publication queued in one event-loop pass goes to Redis
         in one pipeline (one round trip), in the order they were queued."""
@@ -300,17 +311,22 @@ class RedisBroker:
         if not self.accepting or self._commands is None:
             future.set_exception(unavailable())
             return future
-        self._outgoing.append(_Publication(channel, head, history, future))
+        self._outgoing.append(_Publication(channel, head, history, future, idempotency_key))
         if not self._send_scheduled:
             self._send_scheduled = True
             loop.call_soon(self._send_outgoing)
         return future
 
     async def publish(
-        self, channel: str, head: bytes, history: HistoryPolicy | None
+        self,
+        channel: str,
+        head: bytes,
+        history: HistoryPolicy | None,
+        *,
+        idempotency_key: str | None = None,
     ) -> StreamPosition | None:
         """One publication on its own, without waiting for the end of the loop pass."""
-        item = _Publication(channel, head, history, None)
+        item = _Publication(channel, head, history, None, idempotency_key)
         [result] = await self._round_trip([item])
         return _position(item, result)
 
@@ -345,8 +361,10 @@ class RedisBroker:
                 index for index, result in enumerate(results) if isinstance(result, NoScriptError)
             ]
             if unloaded:
-                # Redis lost its script cache (it restarted): load the script, resend those
-                await self._connected().script_load(scripts.PUBLISH_WITH_HISTORY)
+                # Redis lost its script cache (it restarted): load the scripts, resend those
+                commands = self._connected()
+                for script in _PUBLISH_SCRIPTS:
+                    await commands.script_load(script)
                 again = await self._pipeline([batch[index] for index in unloaded])
                 for index, result in zip(unloaded, again, strict=True):
                     results[index] = result
@@ -372,23 +390,24 @@ class RedisBroker:
 
     def _publish_command(self, item: _Publication) -> tuple[Any, ...]:
         publish = "SPUBLISH" if self._cluster else "PUBLISH"
-        topic = self._keys.topic(item.channel)
+        keys = self._keys
+        topic = keys.topic(item.channel)
+        once = item.idempotency_key
         if item.history is None:
-            return publish, topic, envelope(protocol.close_message(item.head), None, now_us())
-        return (
-            "EVALSHA",
-            self._publish_script.sha,
-            2,
-            self._keys.meta(item.channel),
-            self._keys.stream(item.channel),
-            item.head,
-            item.history.size,
-            _ms(item.history.ttl),
-            new_epoch(),
-            topic,
-            publish,
-            now_us(),
-        )
+            frame = envelope(protocol.close_message(item.head), None, now_us())
+            if once is None:
+                return publish, topic, frame
+            once_key = keys.once(item.channel, once)
+            sha = self._publish_once_bare_script.sha
+            return "EVALSHA", sha, 1, once_key, frame, topic, publish, self._once_ms
+        channel, history = item.channel, item.history
+        stored = (keys.meta(channel), keys.stream(channel))
+        script_args = (item.head, history.size, _ms(history.ttl), new_epoch(), topic, publish)
+        if once is not None:
+            sha = self._publish_once_script.sha
+            once_key = keys.once(channel, once)
+            return "EVALSHA", sha, 3, *stored, once_key, *script_args, now_us(), self._once_ms
+        return "EVALSHA", self._publish_script.sha, 2, *stored, *script_args, now_us()
 
     async def read_history(
         self,
@@ -546,6 +565,14 @@ class _Publication:
     head: bytes
     history: HistoryPolicy | None
     future: asyncio.Future[StreamPosition | None] | None
+    idempotency_key: str | None = None
+
+
+_PUBLISH_SCRIPTS = (
+    scripts.PUBLISH_WITH_HISTORY,
+    scripts.PUBLISH_WITH_HISTORY_ONCE,
+    scripts.PUBLISH_ONCE,
+)
 
 
 def _position(item: _Publication, result: Any) -> StreamPosition | None:
@@ -559,7 +586,7 @@ def _position(item: _Publication, result: Any) -> StreamPosition | None:
         raise unavailable("the broker did not accept the publication")
     if item.history is None:
         return None
-    top, epoch = result
+    top, epoch = result[0], result[1]
     return StreamPosition(int(top), epoch.decode())
 
 

@@ -6,9 +6,7 @@ Cluster too. Times come from the Redis server's clock (``TIME``), never a replic
 
 from __future__ import annotations
 
-PUBLISH_WITH_HISTORY = """
--- KEYS: meta, stream.
--- ARGV: head, size, ttl_ms, epoch candidate, topic, publish command, published at (us).
+_STORE_AND_PUBLISH = """
 local meta, stream = KEYS[1], KEYS[2]
 local epoch = redis.call("HGET", meta, "epoch")
 if not epoch then
@@ -23,7 +21,46 @@ redis.call("XADD", stream, "MAXLEN", ARGV[2], offset .. "-0", "m", frame)
 redis.call("PEXPIRE", meta, ARGV[3])
 redis.call("PEXPIRE", stream, ARGV[3])
 redis.call(ARGV[6], ARGV[5], "#" .. offset .. ":" .. epoch .. ":" .. ARGV[7] .. "\\n" .. frame)
+"""
+
+PUBLISH_WITH_HISTORY = (
+    """
+-- KEYS: meta, stream.
+-- ARGV: head, size, ttl_ms, epoch candidate, topic, publish command, published at (us).
+"""
+    + _STORE_AND_PUBLISH
+    + """
 return {top, epoch}
+"""
+)
+
+PUBLISH_WITH_HISTORY_ONCE = (
+    """
+-- KEYS: meta, stream, idempotency key.
+-- ARGV: as PUBLISH_WITH_HISTORY, then the idempotency window (ms).
+-- A key seen within the window answers with the first publication's offset and epoch,
+-- storing and publishing nothing.
+local seen = redis.call("GET", KEYS[3])
+if seen then
+  local first, first_epoch = string.match(seen, "^(%d+):(.*)$")
+  return {first or "0", first_epoch or "", 1}
+end
+"""
+    + _STORE_AND_PUBLISH
+    + """
+redis.call("SET", KEYS[3], offset .. ":" .. epoch, "PX", ARGV[8])
+return {top, epoch, 0}
+"""
+)
+
+PUBLISH_ONCE = """
+-- KEYS: idempotency key. ARGV: envelope, topic, publish command, idempotency window (ms).
+-- A channel without history: publish unless the key was seen within the window.
+if redis.call("SET", KEYS[1], "", "NX", "PX", ARGV[4]) then
+  redis.call(ARGV[3], ARGV[2], ARGV[1])
+  return 0
+end
+return 1
 """
 
 READ_HISTORY = """

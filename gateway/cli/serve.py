@@ -111,7 +111,9 @@ def uvicorn_config(
     limits and trusted proxies."""
     replica = app.state.replica
     lane = WebSocketLane(
-        app, {"/ws": replica.serve_protocol, "/websocket": replica.serve_plain_text}
+        app,
+        {"/ws": replica.serve_protocol, "/websocket": replica.serve_plain_text},
+        {"/sse": replica.serve_sse},
     )
     return uvicorn.Config(
         lane,

@@ -52,6 +52,7 @@ class Outbox:
         "_bytes",
         "_closed",
         "_frame",
+        "_framer",
         "_limit",
         "_on_backlog",
         "_passes",
@@ -71,17 +72,21 @@ class Outbox:
         byte_limit: int | None = None,
         batches: bool = True,
         binary: bool = False,
+        framer: Callable[[bytes], bytes] | None = None,
     ) -> None:
         """At most ``limit`` messages and ``byte_limit`` bytes wait in the queue (a single
         message larger than ``byte_limit`` may wait alone). ``on_backlog`` gets the queue's
         length each time the writer takes from it. Without ``batches`` each message
         leaves in a frame of its own. With ``binary`` frames are binary and a batch is its
-        messages concatenated (each carries its own length), not joined with newlines."""
+        messages concatenated (each carries its own length), not joined with newlines.
+        ``framer`` frames a batch for the sink's `Sink.try_write` in a transport that is not
+        a WebSocket (whose items come framed by it already), instead of a WebSocket frame."""
         self._sink = sink
         self._limit = limit
         self._byte_limit = byte_limit if byte_limit is not None else sys.maxsize
         self._batches = batches
         self._binary = binary
+        self._framer = framer
         self._passes = passes
         self._on_backlog = on_backlog
         self._queue: deque[bytes] | None = None
@@ -150,7 +155,10 @@ class Outbox:
             return
         while queue:
             batch = self._take_batch()
-            frame = binary_frame(batch) if self._binary else text_frame(batch)
+            if self._framer is not None:
+                frame = self._framer(batch)
+            else:
+                frame = binary_frame(batch) if self._binary else text_frame(batch)
             if not self._sink.try_write(frame):
                 queue.appendleft(batch)
                 self._bytes += len(batch)

@@ -25,7 +25,12 @@ from gateway.services.channels import Channels
 from gateway.services.publisher import Publisher
 from gateway.wire.channels import is_valid_channel
 from gateway.wire.errors import ERRORS, GatewayError
-from gateway.wire.protocol import MAX_OFFSET, MAX_TAGS, StreamPosition
+from gateway.wire.protocol import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_OFFSET,
+    MAX_TAGS,
+    StreamPosition,
+)
 
 T = TypeVar("T")
 
@@ -45,6 +50,17 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        description="Publish at most once per channel: a key already accepted on the channel "
+        "within `idempotency_window` seconds answers with the first publication's offset, "
+        "and nothing is delivered again",
+    ),
+]
 Tags = Annotated[
     dict[str, str] | None,
     Field(default=None, max_length=MAX_TAGS, description="Publication tags (string values)"),
@@ -55,6 +71,7 @@ class PublishRequest(_Request):
     channel: ChannelName
     data: JsonValue = Field(description="Any JSON value, null included")
     tags: Tags = None
+    idempotency_key: IdempotencyKey = None
 
 
 class PublishResult(BaseModel):
@@ -65,6 +82,7 @@ class BroadcastRequest(_Request):
     channels: list[ChannelName] = Field(min_length=1, max_length=MAX_BROADCAST_CHANNELS)
     data: JsonValue
     tags: Tags = None
+    idempotency_key: IdempotencyKey = None
 
 
 class BroadcastResult(BaseModel):
@@ -190,15 +208,24 @@ def api_router(
     @router.post("/publish", response_model_exclude_none=True)
     async def publish(body: PublishRequest) -> PublishResult:
         """Publish `data` to a channel as the server: the message carries no `from`."""
-        offsets = await _answer(publisher.broadcast([body.channel], body.data, body.tags or None))
+        offsets = await _answer(
+            publisher.broadcast(
+                [body.channel],
+                body.data,
+                body.tags or None,
+                idempotency_key=body.idempotency_key,
+            )
+        )
         return PublishResult(offset=offsets.get(body.channel))
 
     @router.post("/broadcast")
     async def broadcast(body: BroadcastRequest) -> BroadcastResult:
         """Publish the same `data` to several channels."""
         names = list(dict.fromkeys(body.channels))
-        offsets = await _answer(publisher.broadcast(names, body.data, body.tags or None))
-        return BroadcastResult(offsets=offsets)
+        published = publisher.broadcast(
+            names, body.data, body.tags or None, idempotency_key=body.idempotency_key
+        )
+        return BroadcastResult(offsets=await _answer(published))
 
     @router.get("/presence/{channel:path}")
     async def presence(channel: Annotated[ChannelName, Path()]) -> PresenceResult:

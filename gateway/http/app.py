@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import Lifespan
 
 from gateway.broker import Broker
@@ -24,6 +25,7 @@ from gateway.http.api import api_router
 from gateway.http.api_docs import documented_app
 from gateway.http.assets import browser_client, locked_down, static_text, with_base
 from gateway.http.centrifugo_api import CentrifugoApi, CentrifugoApiRoute
+from gateway.http.publish import publish_router
 from gateway.replica import Replica
 from gateway.services.hooks import Hooks
 from gateway.settings import Settings, load_settings
@@ -68,6 +70,8 @@ def create_app(
     app.router.add_websocket_route("/ws", replica.serve_protocol)
     app.router.add_websocket_route("/websocket", replica.serve_plain_text)
     app.router.add_websocket_route("/connection/websocket", replica.serve_centrifugo)
+    app.router.routes.append(Route("/sse", replica.serve_sse, include_in_schema=False))
+    app.include_router(publish_router(replica.http_publishing, replica.origins))
     app.include_router(
         api_router(
             replica.settings.api_key,

@@ -10,8 +10,9 @@ It sits inside `InternalPaths`, so it lives on ``internal_port`` like the rest o
 
 Methods: publish, broadcast, subscribe, unsubscribe, disconnect, presence, presence_stats,
 history, history_remove (the channel's messages; its epoch and offset stay), info,
-channels, batch. ``idempotency_key`` is accepted and not
-yet acted on (docs/centrifugo.md).
+channels, batch. ``idempotency_key`` acts as on ``/ws``: a key already accepted on the
+channel within ``idempotency_window`` (300 s, as Centrifugo's own) answers with the first
+publication's offset and delivers nothing again.
 """
 
 from __future__ import annotations
@@ -139,7 +140,13 @@ class CentrifugoApi:
         options = self._namespaces.of(channel)
         if skip_history:
             options = options.model_copy(update={"history_size": 0})
-        position = await self._publisher.publish(channel, data, options=options, tags=tags)
+        position = await self._publisher.publish(
+            channel,
+            data,
+            options=options,
+            tags=tags,
+            idempotency_key=params.get("idempotency_key") or None,
+        )
         if position is None:
             return {}
         return {"offset": position.offset, "epoch": position.epoch}

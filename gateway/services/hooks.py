@@ -154,7 +154,13 @@ class SubscribeRequest:
 @dataclass(frozen=True, slots=True)
 class PublishRequest:
     """A client publishes; ``data`` is an instance of the hook's ``model`` when it has one,
-    else the JSON value as sent."""
+    else the JSON value as sent.
+
+    ``idempotency_key`` is the publication's key, when it has one. The gateway checks it
+    after the hook, atomically with the offset, so a client's resend of a publication
+    whose reply it lost runs the hook again (and is then not delivered again): a hook with
+    side effects (storing the message) makes them idempotent with the key.
+    """
 
     channel: str
     namespace: str
@@ -162,6 +168,7 @@ class PublishRequest:
     client: str
     data: Any
     info: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +338,7 @@ class Hooks:
         user: str | None,
         client: str,
         info: Mapping[str, Any] | None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Validate ``data`` against the rule's model and run its hook; what to publish.
 
@@ -344,7 +352,9 @@ class Hooks:
                 value = rule.adapter.validate_python(data)
             except ValidationError as error:
                 raise invalid_data(error) from None
-        request = PublishRequest(channel, namespace_of(channel), user, client, value, info)
+        request = PublishRequest(
+            channel, namespace_of(channel), user, client, value, info, idempotency_key
+        )
         result = await self._run(rule.hook, request, "on_publish")
         if result is None:
             return data

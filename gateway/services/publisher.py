@@ -21,7 +21,7 @@ from gateway.services.namespaces import Namespaces, history_policy
 from gateway.settings import NamespaceOptions
 from gateway.wire import protocol
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.protocol import StreamPosition
+from gateway.wire.protocol import StreamPosition, check_idempotency_key
 
 POSITION_BYTES = 64
 """Room kept for the offset and epoch a stored message gains."""
@@ -64,21 +64,31 @@ class Publisher:
         sender: Sender | None = None,
         options: NamespaceOptions | None = None,
         tags: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> StreamPosition | None:
         """Publish ``data`` to ``channel`` now, and wait until the broker took it; its
         position where the namespace keeps history, else None. ``options`` are the
         channel's namespace options when the caller looked them up already; ``tags``
         travel with the message (`protocol.message_head`).
 
+        A publication whose ``idempotency_key`` was accepted on the channel within the
+        idempotency window is not stored or delivered again: the first one's position is
+        returned.
+
         Raises:
-            GatewayError: `unknown_namespace`; `bad_request` for data JSON cannot hold;
-                `too_large` over ``max_message_bytes``; `unavailable` when the broker did
-                not accept it.
+            GatewayError: `unknown_namespace`; `bad_request` for data JSON cannot hold or
+                an invalid ``idempotency_key``; `too_large` over ``max_message_bytes``;
+                `unavailable` when the broker did not accept it.
         """
         options = options if options is not None else self._namespaces.of(channel)
         head = self._head(channel, data, sender, tags)
         started = time.perf_counter()
-        position = await self._broker.publish(channel, head, history_policy(options))
+        position = await self._broker.publish(
+            channel,
+            head,
+            history_policy(options),
+            idempotency_key=check_idempotency_key(idempotency_key),
+        )
         self._accepted(started)
         return position
 
@@ -90,6 +100,7 @@ class Publisher:
         sender: Sender | None = None,
         options: NamespaceOptions | None = None,
         tags: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> asyncio.Future[StreamPosition | None]:
         """Check a publication now and queue it: publications queued in one event-loop pass
         travel to the broker together (pipelining). The future resolves as `publish`
@@ -100,16 +111,27 @@ class Publisher:
         """
         options = options if options is not None else self._namespaces.of(channel)
         head = self._head(channel, data, sender, tags)
-        future = self._broker.publish_later(channel, head, history_policy(options))
+        future = self._broker.publish_later(
+            channel,
+            head,
+            history_policy(options),
+            idempotency_key=check_idempotency_key(idempotency_key),
+        )
         future.add_done_callback(functools.partial(self._settled, time.perf_counter()))
         return future
 
     async def broadcast(
-        self, channels: Iterable[str], data: Any, tags: dict[str, str] | None = None
+        self,
+        channels: Iterable[str],
+        data: Any,
+        tags: dict[str, str] | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, int]:
         """Publish ``data`` to each channel as the server; the offsets of those with history.
 
-        Every channel's namespace is checked before anything is published.
+        Every channel's namespace is checked before anything is published. An
+        ``idempotency_key`` applies on each channel on its own.
 
         Raises:
             GatewayError: as `publish`.
@@ -117,7 +139,9 @@ class Publisher:
         options = {channel: self._namespaces.of(channel) for channel in channels}
         positions = await asyncio.gather(
             *(
-                self.publish(channel, data, options=opts, tags=tags)
+                self.publish(
+                    channel, data, options=opts, tags=tags, idempotency_key=idempotency_key
+                )
                 for channel, opts in options.items()
             )
         )

@@ -757,17 +757,20 @@ class CentrifugoConnection(Connection):
         self._check_boundary(channel)
         self.guard.check_publish(channel, options, channel in self.channels)
         data: Any = _json_data(request.data)
+        key = request.idempotency_key or None
         hooks = self.context.hooks
         rule = hooks.publishes_through(channel)
         if rule is not None:
             principal = self.principal
             sent = orjson.loads(request.data)
             chosen = await hooks.publish(
-                rule, channel, sent, principal.user, self.id, principal.info
+                rule, channel, sent, principal.user, self.id, principal.info, key
             )
             if chosen is not sent:
                 data = chosen
-        await self.context.publisher.publish(channel, data, sender=self.sender, options=options)
+        await self.context.publisher.publish(
+            channel, data, sender=self.sender, options=options, idempotency_key=key
+        )
         self._reply(command_id, "publish")
 
     async def _history(self, command_id: int, request: Any) -> None:

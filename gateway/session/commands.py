@@ -113,11 +113,11 @@ class Commands:
         if connection.closing:
             return
         policy = history_policy(options)
-        if policy is None or command.since is None:
+        if policy is None or (command.since is None and not command.latest):
             position = await connection.subscribe(channel, policy)
             connection.send(protocol.subscribed(command.id, channel, position, recovered=False))
         else:
-            await self._subscribe_recovering(connection, command, command.since, policy)
+            await self._subscribe_catching_up(connection, command, policy)
         if options.presence and not connection.closing:
             try:
                 await self._presence.join(
@@ -130,52 +130,40 @@ class Commands:
             except GatewayError as exc:
                 log.info("presence.join_deferred channel=%s reason=%s", channel, exc.message)
 
-    async def _subscribe_recovering(
-        self,
-        connection: Connection,
-        command: Subscribe,
-        since: StreamPosition,
-        policy: HistoryPolicy,
+    async def _subscribe_catching_up(
+        self, connection: Connection, command: Subscribe, policy: HistoryPolicy
     ) -> None:
-        """Subscribe, then send what was missed after ``since`` before the live stream.
+        """Subscribe, then send what was missed after ``since`` (or, with ``latest``, the
+        channel's latest message, when there is no ``since`` or it cannot be recovered)
+        before the live stream.
 
-        The missed messages go out as the client takes them (each waits for room in its
+        The stored messages go out as the client takes them (each waits for room in its
         queue), read from the broker in bounded pages; live publications wait meanwhile in
-        a buffer bounded like the queue. A recovery that cannot go on once `subscribed`
+        a buffer bounded like the queue. A catch-up that cannot go on once `subscribed`
         was sent (the history was trimmed or lost under it) closes with 4008, after which
         the client resubscribes from the last message it got and learns the truth.
         """
-        channel = command.channel
+        channel, since = command.channel, command.since
         settings = self._settings
         buffer = RecoveryBuffer(connection, settings.max_queue, settings.max_queue_bytes)
         joined = await connection.subscribe(channel, policy, via=buffer)
         assert joined is not None
-        page: HistoryPage | None = None
         try:
-            if since.epoch == joined.epoch and since.offset <= joined.offset:
-                page = await self._history.page_after(channel, policy, since.offset)
+            start, page = await self._recovery_from(channel, policy, since, joined, buffer)
+            recovered = start is not None
+            if start is None and command.latest:
+                start, page = await self._latest_from(channel, policy, joined)
         except GatewayError:
             connection.unsubscribe(channel)
             raise
-        recovered = (
-            page is not None and page.epoch == since.epoch and page.first <= since.offset + 1
-        )
-        complete = page is not None and len(page.messages) < self._history.chunk
-        if recovered and complete:
-            assert page is not None
-            stored: list[tuple[int, bytes | Outgoing]] = list(page.messages)
-            live: list[tuple[int, bytes | Outgoing]] = list(buffer.pairs())
-            recovered = merge(since.offset, stored, live) is not None
         if connection.closing:
             return
         connection.send(protocol.subscribed(command.id, channel, joined, recovered))
-        if recovered:
-            assert page is not None
-            last = await self._send_missed(connection, channel, policy, since, page)
+        last: int | None = None
+        if start is not None and page is not None:
+            last = await self._send_missed(connection, channel, policy, start, page)
             if last is None:
                 return
-        else:
-            last = None
         while batch := buffer.take():
             for message in batch:
                 if last is not None:
@@ -191,6 +179,49 @@ class Commands:
                     connection.close(SLOW_CONSUMER)
                     return
         connection.take_over(channel, buffer)
+
+    async def _recovery_from(
+        self,
+        channel: str,
+        policy: HistoryPolicy,
+        since: StreamPosition | None,
+        joined: StreamPosition,
+        buffer: RecoveryBuffer,
+    ) -> tuple[StreamPosition | None, HistoryPage | None]:
+        """``since`` and the first page after it when recovery from there is possible (the
+        same epoch, nothing missing between the stored and the buffered live messages);
+        ``(None, None)`` when it is not.
+
+        Raises:
+            GatewayError: `unavailable`.
+        """
+        if since is None or since.epoch != joined.epoch or since.offset > joined.offset:
+            return None, None
+        page = await self._history.page_after(channel, policy, since.offset)
+        if page.epoch != since.epoch or page.first > since.offset + 1:
+            return None, None
+        if len(page.messages) < self._history.chunk:
+            stored: list[tuple[int, bytes | Outgoing]] = list(page.messages)
+            live: list[tuple[int, bytes | Outgoing]] = list(buffer.pairs())
+            if merge(since.offset, stored, live) is None:
+                return None, None
+        return since, page
+
+    async def _latest_from(
+        self, channel: str, policy: HistoryPolicy, joined: StreamPosition
+    ) -> tuple[StreamPosition | None, HistoryPage | None]:
+        """Where ``latest`` starts (just before the newest message retained at joining, or
+        at the joining offset when none is) and the first page from there; None when the
+        history was reset meanwhile (then only the live stream follows).
+
+        Raises:
+            GatewayError: `unavailable`.
+        """
+        page = await self._history.page_after(channel, policy, max(0, joined.offset - 1))
+        if page.epoch != joined.epoch:
+            return None, None
+        first = page.messages[0][0] if page.messages else joined.offset + 1
+        return StreamPosition(first - 1, joined.epoch), page
 
     async def _send_missed(
         self,
@@ -234,7 +265,12 @@ class Commands:
     async def publish(self, connection: Connection, command: Publish) -> None:
         data, options = await self.prepare_publication(connection, command)
         position = await self._publisher.publish(
-            command.channel, data, sender=connection.sender, options=options, tags=command.tags
+            command.channel,
+            data,
+            sender=connection.sender,
+            options=options,
+            tags=command.tags,
+            idempotency_key=command.idempotency_key,
         )
         connection.send(published(command, position))
 
@@ -257,7 +293,13 @@ class Commands:
             return command.data, options
         principal = connection.principal
         data = await self._hooks.publish(
-            rule, channel, command.data, principal.user, connection.id, principal.info
+            rule,
+            channel,
+            command.data,
+            principal.user,
+            connection.id,
+            principal.info,
+            command.idempotency_key,
         )
         return data, options
 
@@ -271,7 +313,12 @@ class Commands:
             GatewayError: `bad_request` or `too_large` for its data.
         """
         return self._publisher.publish_later(
-            command.channel, data, sender=connection.sender, options=options, tags=command.tags
+            command.channel,
+            data,
+            sender=connection.sender,
+            options=options,
+            tags=command.tags,
+            idempotency_key=command.idempotency_key,
         )
 
     async def rpc(self, connection: Connection, command: Rpc) -> None:

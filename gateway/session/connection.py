@@ -129,7 +129,10 @@ class Connection:
         principal: Principal,
         *,
         binary: bool = False,
+        framer: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """``binary``: the dialect's frames are binary; ``framer``: how the outbox frames a
+        batch for a transport that is not a WebSocket (`Outbox`)."""
         self.context = context
         self.id = new_client_id()
         self.principal = principal
@@ -143,6 +146,7 @@ class Connection:
             byte_limit=settings.max_queue_bytes,
             batches=self.batches,
             binary=binary,
+            framer=framer,
         )
         encoding = self.encoding
         self.deliver: Callable[[Outgoing], bool] = (

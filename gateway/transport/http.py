@@ -20,7 +20,11 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.services.admission import Admission, HalfOpen
+from gateway.transport.sse import STREAM_EXTENSION
 from gateway.transport.websocket import GatewayWebSocketProtocol, handshake_request
+
+STREAM_PATH = "/sse"
+"""Requests for this path (under any mount prefix) get the direct chunk writer."""
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,32 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._request_seen = True
         super().on_headers_complete()
+        scope = getattr(self, "scope", None)
+        if scope is not None and scope.get("path", "").endswith(STREAM_PATH):
+            scope.setdefault("extensions", {})[STREAM_EXTENSION] = self
+
+    def write_chunks(self, chunks: bytes) -> bool:
+        """Write complete chunks of a started, chunked response body now, if the socket can
+        take them; False otherwise (the caller then sends the body through ASGI, which
+        waits)."""
+        cycle = self.cycle
+        if (
+            self.flow.write_paused
+            or self.transport.is_closing()
+            or cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or not cycle.chunked_encoding
+            or cycle.disconnected
+        ):
+            return False
+        self.transport.write(chunks)
+        return True
+
+    def abort_stream(self) -> None:
+        """Drop the connection at once, whatever it still had to send (a peer that stopped
+        reading)."""
+        self.transport.abort()
 
     def on_message_complete(self) -> None:
         self._request_done()

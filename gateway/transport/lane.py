@@ -21,14 +21,26 @@ class WebSocketLane:
     another app, the gateway's FastAPI routes serve the same endpoints.
     """
 
-    def __init__(self, app: ASGIApp, endpoints: dict[str, WebSocketEndpoint]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        endpoints: dict[str, WebSocketEndpoint],
+        streams: dict[str, ASGIApp] | None = None,
+    ) -> None:
+        """``streams`` are long-lived HTTP endpoints (``/sse``) served the same way."""
         self._app = app
         self._endpoints = endpoints
+        self._streams = streams or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             endpoint = self._endpoints.get(scope["path"])
             if endpoint is not None:
                 await endpoint(WebSocket(scope, receive, send))
+                return
+        elif scope["type"] == "http":
+            stream = self._streams.get(scope["path"])
+            if stream is not None:
+                await stream(scope, receive, send)
                 return
         await self._app(scope, receive, send)

@@ -144,8 +144,9 @@ class ErrorRule:
     """What an error code means, and what follows from it.
 
     ``retry``: a client retries a refused `subscribe` with backoff (else the subscription
-    fails). ``status``: the server API's HTTP status for it. ``closes_with``: how an
-    endpoint that cannot send `error` frames (``/websocket``) closes on it.
+    fails). ``status``: the HTTP status for it (the server API, ``POST /publish``).
+    ``closes_with``: how an endpoint that cannot send `error` frames (``/websocket``)
+    closes on it.
     """
 
     meaning: str
@@ -157,7 +158,9 @@ class ErrorRule:
 ERRORS: dict[ErrorCode, ErrorRule] = {
     ErrorCode.BAD_REQUEST: ErrorRule("unparseable or invalid command", status=400),
     ErrorCode.UNKNOWN_OP: ErrorRule("the `op` is not one of the protocol's"),
-    ErrorCode.UNAUTHORIZED: ErrorRule("no valid connection token yet", closes_with=UNAUTHORIZED),
+    ErrorCode.UNAUTHORIZED: ErrorRule(
+        "no valid connection token yet", status=401, closes_with=UNAUTHORIZED
+    ),
     ErrorCode.FORBIDDEN: ErrorRule(
         "not allowed for this user, channel or namespace", status=403, closes_with=FORBIDDEN
     ),
@@ -170,7 +173,10 @@ ERRORS: dict[ErrorCode, ErrorRule] = {
     ),
     ErrorCode.TOO_MANY_SUBSCRIPTIONS: ErrorRule("over `max_subscriptions`"),
     ErrorCode.RATE_LIMITED: ErrorRule(
-        "over the connection's command rate", retry=True, closes_with=TOO_MANY_REQUESTS
+        "over the connection's command rate",
+        retry=True,
+        status=429,
+        closes_with=TOO_MANY_REQUESTS,
     ),
     ErrorCode.TOO_LARGE: ErrorRule(
         "the resulting message would exceed `max_message_bytes`",

@@ -14,10 +14,11 @@ from gateway.wire.errors import Disconnect, ErrorCode, GatewayError
 PROTOCOL_VERSION = 1
 SUBPROTOCOL = "pubsub.v1"
 MAX_ID_LENGTH = 64
+MAX_IDEMPOTENCY_KEY_LENGTH = 64
 MAX_OFFSET = 2**63 - 1
+"""Offsets are non-negative integers below 2^63 (Redis stream ids and counters are 64-bit)."""
 MAX_TAGS = 64
 """Most tags one publication may carry (each key and value a string)."""
-"""Offsets are non-negative integers below 2^63 (Redis stream ids and counters are 64-bit)."""
 
 CommandId: TypeAlias = int | str | None
 
@@ -42,6 +43,9 @@ class Subscribe:
     channel: str
     since: StreamPosition | None = None
     token: str | None = None
+    latest: bool = False
+    """Send the channel's latest message after `subscribed` (when ``since`` cannot be
+    recovered, or without ``since``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class Publish:
     channel: str
     data: Any
     tags: dict[str, str] | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +199,29 @@ def _since(obj: dict[str, Any]) -> StreamPosition | None:
     return StreamPosition(offset, epoch)
 
 
+def check_idempotency_key(value: Any) -> str | None:
+    """An ``idempotency_key`` as given (None when absent).
+
+    Raises:
+        GatewayError: `bad_request` unless it is a string of 1 to 64 characters.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise GatewayError(
+            ErrorCode.BAD_REQUEST,
+            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
+        )
+    return value
+
+
+def _latest(obj: dict[str, Any]) -> bool:
+    latest = obj.get("latest", False)
+    if not isinstance(latest, bool):
+        raise GatewayError(ErrorCode.BAD_REQUEST, "latest must be true or false")
+    return latest
+
+
 def _limit(obj: dict[str, Any]) -> int | None:
     limit = obj.get("limit")
     if limit is None:
@@ -207,7 +235,14 @@ def _publish(obj: dict[str, Any], command_id: CommandId) -> Publish:
     channel = _channel(obj)
     if "data" not in obj:
         raise GatewayError(ErrorCode.BAD_REQUEST, "data is required")
-    return Publish(command_id, channel, obj["data"], check_tags(obj.get("tags")))
+    tags = check_tags(obj.get("tags"))
+    key = check_idempotency_key(obj.get("idempotency_key"))
+    return Publish(command_id, channel, obj["data"], tags, key)
+
+
+def _subscribe(obj: dict[str, Any], command_id: CommandId) -> Subscribe:
+    channel, since, token = _channel(obj), _since(obj), _token(obj, required=False)
+    return Subscribe(command_id, channel, since, token, _latest(obj))
 
 
 def check_tags(tags: object) -> dict[str, str] | None:
@@ -242,7 +277,7 @@ def _rpc(obj: dict[str, Any], command_id: CommandId) -> Rpc:
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], CommandId], Command]] = {
     "connect": lambda o, i: Connect(i, _token(o, required=True) or ""),
-    "subscribe": lambda o, i: Subscribe(i, _channel(o), _since(o), _token(o, required=False)),
+    "subscribe": _subscribe,
     "unsubscribe": lambda o, i: Unsubscribe(i, _channel(o)),
     "publish": _publish,
     "presence": lambda o, i: Presence(i, _channel(o)),

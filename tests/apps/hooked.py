@@ -94,9 +94,10 @@ def blocks(request: SubscribeRequest) -> None:
 @gw.on_publish("typed", model=Line)
 async def store(request: PublishRequest) -> dict[str, Any]:
     assert isinstance(request.data, Line)
-    seen["stored"].append(
-        {"channel": request.channel, "user": request.user, "text": request.data.text}
-    )
+    entry = {"channel": request.channel, "user": request.user, "text": request.data.text}
+    if request.idempotency_key is not None:
+        entry["key"] = request.idempotency_key
+    seen["stored"].append(entry)
     return {"text": request.data.text.upper(), "by": request.user}
 
 
@@ -171,8 +172,12 @@ async def report(request: RpcRequest) -> Any:
 
 @gw.rpc("announce")
 async def announce(request: RpcRequest) -> Any:
-    """Publish in process, as the server: no hook, no validation."""
-    position = await gw.publish(request.data["channel"], request.data["data"])
+    """Publish in process, as the server: no hook, no validation (once per
+    ``idempotency_key``, when the request names one)."""
+    fields = request.data
+    position = await gw.publish(
+        fields["channel"], fields["data"], idempotency_key=fields.get("idempotency_key")
+    )
     return None if position is None else {"offset": position.offset, "epoch": position.epoch}
 
 

@@ -60,6 +60,20 @@ def check_balancer(url: str, replica: GatewayProcess) -> None:
         assert httpx.get(url + path).status_code == 404, path
     for path in PUBLIC_PATHS:
         assert httpx.get(url + path).status_code == 200, path
+    assert first_event_of_a_stream(url).startswith('data: {"op":"welcome"')
+
+
+def first_event_of_a_stream(url: str) -> str:
+    """The first event of ``/sse`` through the balancer, read as soon as the replica wrote
+    it: a buffering balancer would hold it back (the stream stays open)."""
+    timeout = httpx.Timeout(5.0)
+    with httpx.stream("GET", f"{url}/sse?channel=balanced", timeout=timeout) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                return line
+    raise AssertionError("the stream ended without an event")
 
 
 def test_nginx_keeps_internal_paths_off_the_public_side(

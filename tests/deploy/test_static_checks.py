@@ -411,6 +411,28 @@ def test_nginx_upgrades_websockets_and_outwaits_pings() -> None:
         assert match and seconds(match[1]) >= 3 * DEFAULTS.ping_seconds
 
 
+def test_nginx_streams_sse_unbuffered_and_outwaits_the_heartbeat() -> None:
+    template = nginx.TEMPLATE.read_text()
+    match = re.search(r"location = /sse \{(.*?)\n    \}", template, re.S)
+    assert match, "a location of its own for /sse"
+    block = match[1]
+    for directive in ("proxy_buffering off;", "proxy_cache off;", "gzip off;"):
+        assert directive in block, directive
+    assert "Upgrade" not in block
+    for directive in ("proxy_read_timeout", "proxy_send_timeout"):
+        timeout = re.search(rf"{directive} (\S+);", block)
+        assert timeout and seconds(timeout[1]) >= 3 * DEFAULTS.ping_seconds
+
+
+def test_haproxy_gives_sse_the_tunnel_timeouts() -> None:
+    text = HAPROXY_CFG.read_text()
+    assert re.search(r"acl event_stream path /sse", text)
+    match = re.search(r"http-request set-timeout server (\d+)s if event_stream", text)
+    assert match and int(match[1]) >= 3 * DEFAULTS.ping_seconds
+    client = re.search(r"timeout client (\d+)s", text)
+    assert client and int(client[1]) > DEFAULTS.ping_seconds, "the heartbeat keeps it alive"
+
+
 def haproxy_check(path: Path) -> subprocess.CompletedProcess[str]:
     return run(program("haproxy"), "-c", "-f", str(path))
 

@@ -34,6 +34,8 @@ def test_pure_parts_of_the_client() -> None:
         pytest.param("client", {"rate": 0}, id="client"),  # bursts 300 publishes at once
         pytest.param("features", {"history_reply_bytes": 2048}, id="features"),
         pytest.param("auth", {"jwt_secret": JWT_SECRET, "connect_timeout": 2}, id="auth"),
+        pytest.param("delivery", {}, id="delivery"),
+        pytest.param("sse", {"rate": 0}, id="sse"),
     ],
 )
 def test_client_against_replicas(

@@ -38,15 +38,8 @@ from centrifuge import (
     ServerSubscribedContext,
 )
 from websockets.asyncio.client import connect as ws_connect
-from websockets.typing import Subprotocol
 
-from gateway.wire.centrifugo.codec import (
-    PROTOBUF_SUBPROTOCOL,
-    Encoding,
-    decode_replies,
-    encode_frame,
-)
-from gateway.wire.centrifugo.protocol_pb2 import Command, Reply
+from tests.support.centrifugo_raw import RawClient, raw_connection
 from tests.support.centrifugo_sdks import JSClient, SDKError
 from tests.support.client import ProtocolClient
 from tests.support.gateways import GatewayProcess, start_all
@@ -371,53 +364,12 @@ async def test_fossil_deltas_reach_both_sdks_intact(
         assert [push.push.pub.delta for push in pushes] == [False, True, True, True, False]
 
 
-class RawClient:
-    """Centrifugo's protocol spoken by hand, with our codec, to see what travels."""
-
-    def __init__(self, socket: Any, wire: Encoding) -> None:
-        self.socket = socket
-        self.wire = wire
-        self.next_id = 0
-        self.received: list[Reply] = []
-
-    async def command(self, **request: Any) -> Reply:
-        self.next_id += 1
-        command = Command(id=self.next_id, **request)
-        frame = encode_frame([command], self.wire)
-        await self.socket.send(frame if self.wire.binary else frame.decode())
-        while True:
-            for reply in self.received:
-                if reply.id == self.next_id:
-                    return reply
-            await self._receive()
-
-    async def pushes(self, count: int) -> list[Reply]:
-        """The first ``count`` publication pushes."""
-
-        def publications() -> list[Reply]:
-            return [reply for reply in self.received if reply.push.HasField("pub")]
-
-        while len(publications()) < count:
-            await self._receive()
-        return publications()[:count]
-
-    async def _receive(self) -> None:
-        frame = await asyncio.wait_for(self.socket.recv(), 10)
-        data = frame if isinstance(frame, bytes) else frame.encode()
-        self.received += decode_replies(data, self.wire)
-
-
 @contextlib.asynccontextmanager
 async def raw_client(
     replica: GatewayProcess, protocol: str, token: str | None = None
 ) -> AsyncIterator[RawClient]:
-    wire = Encoding.PROTOBUF if protocol == "protobuf" else Encoding.JSON
-    subprotocols = [Subprotocol(PROTOBUF_SUBPROTOCOL)] if wire.binary else None
-    async with ws_connect(url(replica), subprotocols=subprotocols) as socket:
-        client = RawClient(socket, wire)
-        reply = await client.command(connect={"token": token or connection_token("42")})
-        assert reply.HasField("connect"), reply
-        yield client
+    async with raw_connection(url(replica), protocol, token or connection_token("42")) as raw:
+        yield raw
 
 
 async def test_ws_clients_and_sdks_share_channels_and_tags(

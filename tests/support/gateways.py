@@ -109,10 +109,11 @@ class GatewayProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_all(replicas: list[GatewayProcess]) -> list[GatewayProcess]:
-    """Start several replicas in parallel and wait until each is ready."""
+def start_all(replicas: list[GatewayProcess], *args: str) -> list[GatewayProcess]:
+    """Start several replicas in parallel (each with the command-line ``args`` of ``gateway
+    serve``, such as ``--app MODULE:ATTR``) and wait until each is ready."""
     for replica in replicas:
-        replica.launch()
+        replica.launch(*args)
     for replica in replicas:
         replica.wait_ready()
     return replicas

@@ -10,6 +10,10 @@ again on `heal()`, unless an end gave up on its connection meanwhile);
 ``blackhole(upstream=False)`` or ``blackhole(downstream=False)`` leaves one direction
 alive (half-open); `delay()` holds every chunk for some seconds before passing it on, in
 order. New connections made during a fault get the same fault.
+
+``refuse_upgrades=True`` makes it an HTTP proxy that blocks WebSockets, as some corporate
+proxies do: a connection whose first request asks for an ``Upgrade`` is answered 403 and
+closed; any other is passed on.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from tests.support.net import free_port
 
 QUEUED_CHUNKS = 64
 """Chunks a stopped direction holds before it stops reading (then TCP pushes back)."""
+UPGRADE_REFUSED = (
+    b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 27\r\n"
+    b"connection: close\r\n\r\nWebSockets are not allowed\n"
+)
 
 
 @dataclass
@@ -40,8 +48,11 @@ class _Direction:
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to ``127.0.0.1:target``, in the running event loop."""
 
-    def __init__(self, target: int | None) -> None:
+    def __init__(self, target: int | None, *, refuse_upgrades: bool = False) -> None:
         self.target = target
+        self.refuse_upgrades = refuse_upgrades
+        self.refused_upgrades = 0
+        """Requests for an upgrade answered 403 so far."""
         self.port = free_port()
         self.connections = 0
         """Connections accepted so far."""
@@ -105,11 +116,27 @@ class TcpProxy:
         if self.target is None:
             writer.transport.abort()
             return
+        head = b""
+        if self.refuse_upgrades:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+                writer.transport.abort()
+                return
+            if b"\nupgrade:" in head.lower():
+                self.refused_upgrades += 1
+                writer.write(UPGRADE_REFUSED)
+                with contextlib.suppress(OSError):
+                    await writer.drain()
+                writer.close()
+                return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
             writer.transport.abort()
             return
+        if head:
+            up_writer.write(head)
         self.connections += 1
         self._writers.update((writer, up_writer))
         for source, sink, direction in (

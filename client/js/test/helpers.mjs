@@ -82,6 +82,14 @@ export async function startProxy(t, targetUrl) {
     freeze() {
       for (const pair of pairs) pair.frozen = true;
     },
+    /** Stop only what the server sends, on every connection until `thaw()` (commands still reach it). */
+    freezeReplies() {
+      proxy.repliesFrozen = true;
+    },
+    thaw() {
+      proxy.repliesFrozen = false;
+    },
+    repliesFrozen: false,
     get connections() {
       return pairs.size;
     },
@@ -101,7 +109,7 @@ export async function startProxy(t, targetUrl) {
       upstream.destroy();
     };
     downstream.on("data", (data) => pair.frozen || upstream.write(data));
-    upstream.on("data", (data) => pair.frozen || downstream.write(data));
+    upstream.on("data", (data) => pair.frozen || proxy.repliesFrozen || downstream.write(data));
     for (const socket of pair) {
       socket.on("error", end);
       socket.on("close", end);
@@ -126,4 +134,93 @@ export function makeToken(sub, seconds, secret = JWT_SECRET, claims = {}) {
   );
   const signature = createHmac("sha256", secret).update(`${header}.${body}`).digest("base64url");
   return `${header}.${body}.${signature}`;
+}
+
+/**
+ * A WHATWG EventSource over node's fetch (node 20 has none): parses `id`, `data` and
+ * `retry`, and reconnects by itself after a network error, sending `Last-Event-ID`.
+ */
+export class TestEventSource {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSED = 2;
+
+  constructor(url) {
+    this.url = url;
+    this.readyState = TestEventSource.CONNECTING;
+    this.lastEventId = "";
+    this.onopen = this.onmessage = this.onerror = null;
+    this.connections = 0;
+    this._retry = 1000;
+    this._controller = null;
+    this._timer = null;
+    this._connect();
+  }
+
+  close() {
+    this.readyState = TestEventSource.CLOSED;
+    clearTimeout(this._timer);
+    this._controller?.abort();
+  }
+
+  async _connect() {
+    const controller = (this._controller = new AbortController());
+    const headers = { accept: "text/event-stream" };
+    if (this.lastEventId) headers["last-event-id"] = this.lastEventId;
+    let response;
+    try {
+      response = await fetch(this.url, { headers, signal: controller.signal });
+    } catch {
+      this._reconnect();
+      return;
+    }
+    if (response.status !== 200 || !String(response.headers.get("content-type")).startsWith("text/event-stream")) {
+      this.readyState = TestEventSource.CLOSED;
+      this.onerror?.({});
+      return;
+    }
+    this.connections += 1;
+    this.readyState = TestEventSource.OPEN;
+    this.onopen?.({});
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let data = [];
+    let id = null;
+    try {
+      for await (const chunk of response.body) {
+        buffer += decoder.decode(chunk, { stream: true });
+        for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
+          const line = buffer.slice(0, end).replace(/\r$/, "");
+          buffer = buffer.slice(end + 1);
+          if (line === "") {
+            if (id !== null) this.lastEventId = id;
+            id = null;
+            if (data.length && this.readyState === TestEventSource.OPEN) {
+              this.onmessage?.({ data: data.join("\n"), lastEventId: this.lastEventId });
+            }
+            data = [];
+            continue;
+          }
+          if (line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "data") data.push(value);
+          else if (field === "id") id = value;
+          else if (field === "retry" && /^\d+$/.test(value)) this._retry = Number(value);
+        }
+      }
+    } catch {
+      // the connection dropped
+    }
+    this._reconnect();
+  }
+
+  _reconnect() {
+    if (this.readyState === TestEventSource.CLOSED) return;
+    this.readyState = TestEventSource.CONNECTING;
+    this.onerror?.({});
+    if (this.readyState === TestEventSource.CLOSED) return;
+    this._timer = setTimeout(() => this._connect(), this._retry);
+  }
 }

@@ -5,11 +5,12 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { advance, closeAction, RETRYABLE_SUBSCRIBE_ERRORS, SUBPROTOCOL } from "../gateway.js";
+import { advance, closeAction, encodePositions, RETRYABLE_SUBSCRIBE_ERRORS, SUBPROTOCOL } from "../gateway.js";
 
 const tablePath = process.env.GATEWAY_CODE_TABLE;
 const table = tablePath ? JSON.parse(readFileSync(tablePath, "utf8")) : null;
 const vectors = JSON.parse(readFileSync(new URL("../../vectors/continuity.json", import.meta.url), "utf8"));
+const sseIds = JSON.parse(readFileSync(new URL("../../vectors/sse_ids.json", import.meta.url), "utf8"));
 
 test("the code table is given", () => {
   assert.ok(table, "set GATEWAY_CODE_TABLE to the JSON of python -m gateway.wire.errors --json");
@@ -43,5 +44,13 @@ for (const vector of vectors.vectors) {
   test(`continuity: ${vector.name}`, () => {
     const step = advance(vector.position, vector.message);
     assert.deepEqual(step, { verdict: vector.verdict, position: vector.after, missed: vector.missed });
+  });
+}
+
+// offsets past 2^53 have no exact JavaScript number (nor in any JSON a browser parses)
+const exact = (vector) => vector.positions.every((p) => p === null || Number.isSafeInteger(p.offset));
+for (const vector of sseIds.vectors.filter(exact)) {
+  test(`SSE event id: ${vector.name}`, () => {
+    assert.equal(encodePositions(vector.positions), vector.id);
   });
 }

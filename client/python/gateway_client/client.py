@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,15 @@ BATCH_CHARS = 8192
 """Commands queued together are sent as one NDJSON frame of at most this many characters."""
 REASON_CHARACTERS = 300
 """Most characters of a refused handshake's HTTP body kept in ``last_error``."""
+RETRYABLE_PUBLISH_ERRORS = RETRYABLE_SUBSCRIBE_ERRORS
+"""Error codes after which a publish is sent again, with its idempotency key, after a
+backoff (a resend is never delivered twice)."""
+
+
+def new_idempotency_key() -> str:
+    """A random idempotency key: 128 bits, URL-safe base64 (22 characters)."""
+    return secrets.token_urlsafe(16)
+
 
 Frame = dict[str, Any]
 Listener = Callable[[Any], object]
@@ -156,12 +166,14 @@ class Subscription(_Emitter):
         since: Position | None,
         recover: bool,
         token: str | ChannelTokenGetter | None,
+        latest: bool = False,
     ) -> None:
         super().__init__()
         self.client = client
         self.channel = channel
         self.position = since
         self.recover = recover
+        self.latest = latest
         self.state: Literal["pending", "subscribing", "subscribed", "failed", "unsubscribed"] = (
             "pending"
         )
@@ -206,6 +218,8 @@ class Subscription(_Emitter):
         command: Frame = {"op": "subscribe", "id": command_id, "channel": self.channel}
         if since is not None:
             command["since"] = since.as_since()
+        if self.latest:
+            command["latest"] = True
         if token:
             command["token"] = token
         return command, since
@@ -225,7 +239,7 @@ class Subscription(_Emitter):
             "missed": max(0, offset - since.offset) if recovered and since else 0,
         }
         if not recovered:
-            self.position = Position(offset, epoch) if epoch else None
+            self.position = self._starting_at(offset, epoch)
         self.last_subscribed = detail
         self._emit("subscribed", detail)
         for waiter in self._waiters:
@@ -236,6 +250,19 @@ class Subscription(_Emitter):
                 "unrecovered",
                 {**detail, "reason": "recovery_failed", "since": since.as_since()},
             )
+
+    def _starting_at(self, offset: int, epoch: str) -> Position | None:
+        """Where the stream continues after an unrecovered `subscribed`: at its offset, or
+        with ``latest`` (the newest message follows) from whatever comes next, unless that
+        message was seen already (then it is dropped as a duplicate)."""
+        if not epoch:
+            return None
+        if not self.latest:
+            return Position(offset, epoch)
+        seen = self.position
+        if seen is not None and seen.epoch == epoch and seen.offset >= offset:
+            return seen
+        return None
 
     def _on_message(self, frame: Frame) -> Message | None:
         step = advance(self.position, frame)
@@ -280,6 +307,9 @@ class _Request:
     on_reply: Callable[[Outcome], None]
     socket: _Socket | None = None
     settled: bool = False
+    resend: bool = False
+    """A publish with an idempotency key: sent again after a reconnect or a retryable error."""
+    attempt: int = 0
 
     def settle(self, outcome: Outcome) -> None:
         if not self.settled:
@@ -382,6 +412,8 @@ class GatewayClient(_Emitter):
         request_timeout: float = 10.0,
         stable_after: float = 5.0,
         max_attempts: int | None = None,
+        publish_timeout: float = 60.0,
+        max_unacknowledged: int = 1000,
     ) -> None:
         super().__init__()
         self.urls = [urls] if isinstance(urls, str) else list(urls)
@@ -395,6 +427,9 @@ class GatewayClient(_Emitter):
         self.open_timeout, self.request_timeout = open_timeout, request_timeout
         self.stable_after = stable_after
         self.max_attempts = max_attempts
+        self.publish_timeout = publish_timeout
+        self.max_unacknowledged = max_unacknowledged
+        self._unacknowledged: set[_Request] = set()
         self.state: State = "disconnected"
         self.welcome: Frame | None = None
         self.subscriptions: dict[str, Subscription] = {}
@@ -464,28 +499,73 @@ class GatewayClient(_Emitter):
         since: Position | None = None,
         recover: bool = True,
         token: str | ChannelTokenGetter | None = None,
+        latest: bool = False,
     ) -> Subscription:
         """Want ``channel``: subscribed once connected, and again, recovering, after each
         reconnect. ``token`` is a subscription JWT, or a function of the channel returning one.
+        With ``latest`` the channel's newest message follows `subscribed` when ``since`` is
+        not sent or cannot be recovered (for current-value channels, with ``recover=False``);
+        one seen already is not delivered again.
 
         Raises:
             ValueError: the channel is already subscribed on this client.
         """
         if channel in self.subscriptions:
             raise ValueError(f"already subscribed to {channel!r}")
-        subscription = Subscription(self, channel, since, recover, token)
+        subscription = Subscription(self, channel, since, recover, token, latest)
         self.subscriptions[channel] = subscription
         if self.state == "connected":
             self._send_subscribe(subscription)
         return subscription
 
-    async def publish(self, channel: str, data: Any) -> Frame:
-        """Publish ``data`` (any JSON value); returns the `published` reply.
+    async def publish(
+        self, channel: str, data: Any, *, idempotency_key: str | None = None
+    ) -> Frame:
+        """Publish ``data`` (any JSON value); returns the `published` reply, once.
+
+        Every publish carries an idempotency key (``idempotency_key``, else a random one):
+        one not acknowledged when the connection drops is sent again after the reconnect,
+        and one refused with a retryable code (`unavailable`...) again after a backoff, so
+        its message is delivered once however often it is sent.
 
         Raises:
-            GatewayClientError: the server's error code, or the client's own.
+            GatewayClientError: the server's error code; `timeout` when not acknowledged
+                within ``publish_timeout`` (it may or may not have been published: publish
+                again with the same key, within the server's ``idempotency_window``, to
+                know); `overflow` at once while ``max_unacknowledged`` publishes wait.
         """
-        return await self.request("publish", channel=channel, data=data)
+        if self._closed:
+            raise GatewayClientError(ClientErrorCode.CLOSED, "the client is closed")
+        if len(self._unacknowledged) >= self.max_unacknowledged:
+            raise GatewayClientError(
+                ClientErrorCode.OVERFLOW, f"{self.max_unacknowledged} publishes wait for a reply"
+            )
+        key = idempotency_key if idempotency_key is not None else new_idempotency_key()
+        frame = {
+            "op": "publish",
+            "id": next(self._ids),
+            "channel": channel,
+            "data": data,
+            "idempotency_key": key,
+        }
+        request, future = _Request.awaited(frame)
+        request.resend = True
+        self._unacknowledged.add(request)
+        self._send_request(request)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.publish_timeout)
+        except TimeoutError:
+            raise GatewayClientError(
+                ClientErrorCode.TIMEOUT,
+                f"no reply to publish within {self.publish_timeout} s:"
+                " it may or may not have been published",
+            ) from None
+        finally:
+            self._unacknowledged.discard(request)
+            request.settled = True
+            self._pending.pop(request.frame["id"], None)
+            with contextlib.suppress(ValueError):
+                self._queue.remove(request)
 
     async def rpc(self, method: str, data: Any = None) -> Any:
         """Call a method the application serves in Python (``@gw.rpc(method)``); returns
@@ -734,7 +814,9 @@ class GatewayClient(_Emitter):
             return
         request = self._pending.pop(frame["id"], None) if "id" in frame else None
         if request is not None:
-            if op == "error":
+            if op == "error" and request.resend and frame.get("code") in RETRYABLE_PUBLISH_ERRORS:
+                self._tasks.spawn(self._resend_later(request))
+            elif op == "error":
                 request.settle(
                     GatewayClientError(frame.get("code", ""), frame.get("message", ""), frame)
                 )
@@ -822,6 +904,14 @@ class GatewayClient(_Emitter):
         subscription._emit("error", error)
         subscription._end("failed", error)
 
+    async def _resend_later(self, request: _Request) -> None:
+        """Send a publish refused with a retryable code again, after a backoff."""
+        ceiling = min(self.max_delay, self.min_delay * 2.0 ** min(request.attempt, 30))
+        request.attempt += 1
+        await asyncio.sleep(ceiling * secrets.randbelow(1000) / 1000)
+        if not request.settled and request in self._unacknowledged:
+            self._send_request(request)
+
     async def _resubscribe_later(self, subscription: Subscription, delay: float) -> None:
         await asyncio.sleep(delay)
         if self.state == "connected" and subscription.state == "pending":
@@ -859,21 +949,26 @@ class GatewayClient(_Emitter):
         if self._socket is socket:
             self._socket = None
         await socket.tasks.close()
+        resent: list[_Request] = []
         for command_id, request in list(self._pending.items()):
             if request.socket is socket:
                 del self._pending[command_id]
+                if request.resend:
+                    resent.append(request)
+                    continue
                 request.settle(
                     GatewayClientError(
                         ClientErrorCode.DISCONNECTED, "the connection closed before the reply"
                     )
                 )
+        self._queue[:0] = resent
         for subscription in self.subscriptions.values():
             subscription.state = "pending"
 
     def _stop(self, error: GatewayClientError, closed: Frame | None) -> None:
         """Stop for good: fail what waits, end every iteration."""
         self._closed = True
-        for request in [*self._queue, *self._pending.values()]:
+        for request in [*self._queue, *self._pending.values(), *self._unacknowledged]:
             request.settle(error)
         self._queue.clear()
         self._pending.clear()

@@ -15,6 +15,8 @@ class ClientErrorCode(StrEnum):
     """The client was closed, or stopped on a close code that forbids reconnecting."""
     TIMEOUT = "timeout"
     """No reply within the client's request timeout."""
+    OVERFLOW = "overflow"
+    """``max_unacknowledged`` publishes already wait for their reply."""
     UNREACHABLE = "unreachable"
     """No connection could be made within the allowed attempts."""
     REFUSED = "refused"

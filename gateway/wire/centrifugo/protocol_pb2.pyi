@@ -654,12 +654,19 @@ class UnsubscribeResult(_message.Message):
     def __init__(self) -> None: ...
 
 class PublishRequest(_message.Message):
-    __slots__ = ("channel", "data")
+    __slots__ = ("channel", "data", "idempotency_key")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     channel: str
     data: bytes
-    def __init__(self, channel: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(
+        self,
+        channel: _Optional[str] = ...,
+        data: _Optional[bytes] = ...,
+        idempotency_key: _Optional[str] = ...,
+    ) -> None: ...
 
 class PublishResult(_message.Message):
     __slots__ = ()
