@@ -1,13 +1,15 @@
 """Before/after figures of gateway trees under the same load, interleaved in one session.
 
-``python -m bench.ab base=/tmp/base after=/tmp/patched --workload saturation --rounds 3``
-(trees first, then the options of `bench.profile_hotpath`) runs `bench.profile_hotpath` (no profiler) once per tree per round, in the order given,
-round after round (A B A B ...), each run on fresh replicas, Redis and load generators;
-then prints, per tree, the median and the spread (min-max) of each figure over its
-rounds, and each tree's median divided by the first tree's. A tree is a directory holding
-``gateway/`` (``client/`` too, for the browser client the app serves); ``.`` is this one;
-``NAME=@bare`` (any server kind after ``@``) runs that server as a reference beside them.
-With ``--instrumented`` the table also has the cyclic collector's time and worst pause.
+``python -m bench.ab base=/tmp/base after=/tmp/patched --workload saturation --rounds
+3`` (trees first, then the options of `bench.profile_hotpath`) runs
+`bench.profile_hotpath` (no profiler) once per tree per round, in the order given, round
+after round (A B A B ...), each run on fresh replicas, Redis and load generators; then
+prints, per tree, the median and the spread (min-max) of each figure over its rounds,
+and each tree's median divided by the first tree's. A tree is a directory holding
+``gateway/`` (``client/`` too, for the browser client the app serves); ``.`` is this
+one; ``NAME=@bare`` (any server kind after ``@``) runs that server as a reference beside
+them. With ``--instrumented`` the table also has the cyclic collector's time and worst
+pause.
 
 On a shared machine figures move between runs: interleaving spreads the disturbance over
 every tree, the medians over rounds keep one disturbed run from deciding, and the

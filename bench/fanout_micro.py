@@ -1,10 +1,11 @@
 """The gateway's fan-out in one process, without sockets or Redis: its own cost per delivery.
 
-A real `Hub`, fed the envelopes a Redis listener would hand it, fans each publication out to ``--subscribers`` real `Outbox` es, each writing through
-a real `DirectSink` to a real `GatewayWebSocketProtocol` whose transport discards what it
-is given (a C call, as uvloop's ``write`` is, without the system call). What is left is
-the Python the gateway runs per delivery and per publication: what a change to the hot
-path saves, free of the network's and the machine's noise.
+A real `Hub`, fed the envelopes a Redis listener would hand it, fans each publication
+out to ``--subscribers`` real `Outbox` es, each writing through a real `DirectSink` to a
+real `GatewayWebSocketProtocol` whose transport discards what it is given (a C call, as
+uvloop's ``write`` is, without the system call). What is left is the Python the gateway
+runs per delivery and per publication: what a change to the hot path saves, free of the
+network's and the machine's noise.
 
 ``--burst N`` hands N publications to the hub in one event-loop pass (as a listener does
 when one socket read carried several): the first frame of a pass goes out at once, the
