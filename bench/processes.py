@@ -43,9 +43,10 @@ def _starter(cpus: list[int] | None) -> Callable[[], None]:
     return start
 
 
-def _child_env(extra: dict[str, str]) -> dict[str, str]:
+def _child_env(extra: dict[str, str], root: Path = ROOT) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    paths = dict.fromkeys([str(root), str(ROOT)])  # this tree's bench under another's gateway
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -142,6 +143,9 @@ class ServerKind:
     """Environment variable carrying the Redis URL; None: passed as ``--redis-url``."""
     runtime: str = "python"
     """``python`` (``module`` is run with this interpreter) or ``node`` (bench/servers/node)."""
+    root: str | None = None
+    """The tree the server runs from (its working directory, first on ``PYTHONPATH``);
+    None: this one. Another copy runs a patched server against the same load."""
 
     def command(self, port: int, redis_url: str) -> list[str]:
         if self.runtime == "node":
@@ -212,11 +216,12 @@ class ServerProcess:
         self.node = node
         self.port = free_port()
         self.log = Path(tempfile.mkstemp(prefix=f"bench-{node}-", suffix=".log")[1])
+        root = Path(kind.root) if kind.root else ROOT
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 kind.command(self.port, redis_url),
-                env=_child_env(kind.environment(redis_url, node)),
-                cwd=ROOT,
+                env=_child_env(kind.environment(redis_url, node), root),
+                cwd=root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_starter(cpus),

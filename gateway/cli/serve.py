@@ -18,6 +18,7 @@ from gateway import redaction
 from gateway.cli.apps import configured, load_gateway
 from gateway.extend import Gateway
 from gateway.ops import logs
+from gateway.ops.collector import settle_after_start
 from gateway.replica import Replica
 from gateway.settings import ConfigError, Settings, load_settings, warn_unknown_variables
 from gateway.transport import ports
@@ -47,6 +48,8 @@ class GatewayServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started:
+            settle_after_start()
         if self.started and self._listening:
             log.info("server.listening %s", self._listening)
 

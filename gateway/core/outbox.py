@@ -1,11 +1,13 @@
-"""Outbound frames of one connection: written at once when the socket can take them, else queued.
+"""Outbound frames of one connection: written at the end of the loop pass, else queued.
 
-The fan-out path calls `Outbox.offer`, which never awaits: a frame goes straight to the
-socket when nothing is queued and the transport is not paused; otherwise it joins a queue
-bounded in messages and in bytes, which a writer task, started only while there is a
-backlog, drains as NDJSON frames (or frame by frame, for clients that take one message a
-frame; or, for a binary dialect, as binary frames of concatenated messages). Only queued
-frames are counted: the direct path costs nothing more.
+The fan-out path calls `Outbox.offer`, which never awaits: a frame joins the connection's
+queue, bounded in messages and in bytes, and the outbox asks `LoopPasses` to have it
+written at the end of the pass: straight to the socket when the transport is not paused,
+as the frame built once for every subscriber when the pass brought one message, else as
+one NDJSON frame (or frame by frame, for clients that take one message a frame; or, for a
+binary dialect, as binary frames of concatenated messages). What the socket does not take
+then is drained by a writer task, started only while there is a backlog. Only a backlog
+is counted (``on_backlog``): the common case costs nothing more.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Outbox:
         "_byte_limit",
         "_bytes",
         "_closed",
+        "_frame",
         "_framer",
         "_limit",
         "_on_backlog",
@@ -57,7 +60,6 @@ class Outbox:
         "_room",
         "_sink",
         "_writer",
-        "_written_in",
     )
 
     def __init__(
@@ -94,7 +96,8 @@ class Outbox:
         self._writer: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._closed = False
-        self._written_in = -1
+        self._frame: bytes | None = None
+        """The prebuilt frame of the one message queued, when the queue holds one."""
 
     def __len__(self) -> int:
         return len(self._queue) if self._queue else 0
@@ -112,7 +115,8 @@ class Outbox:
         return self._queue is not None and len(self._queue) > self._limit // 2
 
     def offer(self, item: Outgoing) -> bool:
-        """Write, defer or queue ``item``; False when the queue is full (a slow client)."""
+        """Queue ``item`` for the end of the pass; False when the queue is full (a slow
+        client)."""
         queue = self._queue
         if queue:
             size = self._bytes + item.size
@@ -123,16 +127,13 @@ class Outbox:
             return True
         if self._closed:
             return True
-        passes = self._passes
-        if self._written_in == passes.current:
-            self._enqueue(item)
-            passes.defer(self)
-            return True
-        if self._sink.try_write(item.frame):
-            self._written_in = passes.touch()
-            return True
-        self._enqueue(item)
-        self._start_writer()
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(item.payload)
+        self._bytes += item.size
+        self._frame = item.frame
+        if self._writer is None:
+            self._passes.defer(self)
         return True
 
     def put(self, payload: bytes) -> bool:
@@ -142,7 +143,15 @@ class Outbox:
     def write_deferred(self) -> None:
         """Write the queue now if the socket can take it, else leave it to the writer."""
         queue = self._queue
-        if self._writer is not None or self._closed or queue is None:
+        if self._writer is not None or self._closed or not queue:
+            return
+        frame, self._frame = self._frame, None
+        if frame is not None and len(queue) == 1:
+            if self._sink.try_write(frame):
+                queue.clear()
+                self._bytes = 0
+            else:
+                self._start_writer()
             return
         while queue:
             batch = self._take_batch()
@@ -177,18 +186,13 @@ class Outbox:
         """Drop the backlog and stop the writer; later offers are discarded."""
         self._closed = True
         self._queue = None
+        self._frame = None
         self._bytes = 0
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         self._wake_room()
-
-    def _enqueue(self, item: Outgoing) -> None:
-        if self._queue is None:
-            self._queue = deque()
-        self._queue.append(item.payload)
-        self._bytes += item.size
 
     def _start_writer(self) -> None:
         if self._writer is None:
@@ -217,15 +221,22 @@ class Outbox:
     def _take_batch(self) -> bytes:
         queue = self._queue
         assert queue
+        self._frame = None
         if self._on_backlog is not None:
             self._on_backlog(len(queue))
+        if len(queue) == 1 or not self._batches:
+            first = queue.popleft()
+            self._bytes -= len(first)
+            return first
+        separator = b"" if self._binary else b"\n"
+        if self._bytes + (len(queue) - 2) * len(separator) < MAX_BATCH_BYTES:
+            everything = separator.join(queue)
+            queue.clear()
+            self._bytes = 0
+            return everything
         first = queue.popleft()
         size = len(first)
-        if not queue or not self._batches:
-            self._bytes -= size
-            return first
         batch = [first]
-        separator = b"" if self._binary else b"\n"
         while queue and size + len(queue[0]) < MAX_BATCH_BYTES:
             item = queue.popleft()
             batch.append(item)

@@ -1,4 +1,4 @@
-"""Loop-pass scheduling: frames written in one event-loop pass leave together."""
+"""Loop-pass scheduling: what a connection is given in one event-loop pass leaves in one write."""
 
 from __future__ import annotations
 
@@ -13,37 +13,35 @@ class Deferred(Protocol):
 
 
 class LoopPasses:
-    """Numbers the event-loop passes in which frames were written, and at the end of each
-    pass writes what the outboxes deferred during it.
+    """At the end of each event-loop pass, writes what the outboxes held back during it.
 
-    The first frame a connection gets in a pass goes to its socket at once; frames that
-    follow in the same pass (a burst of publications, a batch of replies) wait until the
-    end of the pass and then leave together as one NDJSON frame: one write instead of
-    many. Shared by every outbox of a replica.
+    Outboxes do not write as they are offered frames: they keep what one pass brings (a
+    publication, a burst of them read from one broker socket read, a batch of replies) and
+    write it at the end of the pass, one frame for the lot (NDJSON; or the frame built
+    once per publication, when the pass brought one). One write per connection per pass,
+    however many messages it carried. Shared by every outbox of a replica.
+
+    The end of a pass writes every connection it reached in one go. Handing the loop back
+    every few hundred connections (so that a readiness probe is answered within a
+    fraction of a fan-out to 15,000) was measured: it made the fan-out's p99 1.3-1.6x
+    longer, for what other work the loop did between the steps.
     """
 
-    __slots__ = ("_deferred", "_ending", "current")
+    __slots__ = ("_deferred", "_ending")
 
     def __init__(self) -> None:
-        self.current = 0
         self._deferred: list[Deferred] = []
         self._ending = False
 
-    def touch(self) -> int:
-        """The current pass, making sure it will end."""
+    def defer(self, outbox: Deferred) -> None:
+        """Have ``outbox`` write what it holds at the end of this pass."""
         if not self._ending:
             self._ending = True
             asyncio.get_running_loop().call_soon(self._end)
-        return self.current
-
-    def defer(self, outbox: Deferred) -> None:
-        """Have ``outbox`` write its queue at the end of this pass."""
-        self.touch()
         self._deferred.append(outbox)
 
     def _end(self) -> None:
         self._ending = False
-        self.current += 1
         deferred, self._deferred = self._deferred, []
         for outbox in deferred:
             outbox.write_deferred()

@@ -7,12 +7,20 @@ publication, command or backlog, never once per delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway.broker.base import PubSub
 from gateway.core.hub import Hub
@@ -30,12 +38,12 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.queue_depth = Histogram(
+        self.queue_depth = CountHistogram(
             "gateway_queue_depth",
             "Messages waiting in a connection's outbound queue when its writer takes them.",
-            buckets=DEPTH_BUCKETS,
-            registry=self.registry,
+            DEPTH_BUCKETS,
         )
+        self.registry.register(self.queue_depth)
         self.broker_roundtrip = Histogram(
             "gateway_broker_roundtrip_seconds",
             "Time a broker call took, by call.",
@@ -57,6 +65,35 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class CountHistogram(Collector):
+    """A histogram of counts observed on the fan-out path (a backlog's length, once per
+    connection and loop pass that had one): an observation is a bucket index and two
+    additions; the metric family is built at each scrape. `prometheus_client.Histogram`
+    takes a lock for the bucket and another for the sum, about a microsecond, which at
+    saturation was 3 % of the replica's CPU. Observed and scraped on the event loop's
+    thread only."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[int]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = tuple(buckets)
+        self._labels = [floatToGoString(bound) for bound in self._bounds]  # type: ignore[no-untyped-call]
+        self._labels.append("+Inf")
+        self._counts = [0] * (len(self._bounds) + 1)
+        self._sum = 0
+
+    def observe(self, value: int) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative = list(accumulate(self._counts))
+        buckets = list(zip(self._labels, cumulative, strict=True))
+        yield HistogramMetricFamily(
+            self._name, self._documentation, buckets=buckets, sum_value=self._sum
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.services.admission import Admission, HalfOpen
 from gateway.transport.sse import STREAM_EXTENSION
+from gateway.transport.websocket import GatewayWebSocketProtocol, handshake_request
 
 STREAM_PATH = "/sse"
 """Requests for this path (under any mount prefix) get the direct chunk writer."""
@@ -94,8 +95,30 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to the WebSocket protocol with the request as parsed here,
+        not as bytes to parse again (unless it is one websockets should judge itself)."""
         self._request_done()
-        super().handle_websocket_upgrade()
+        protocol_class = self.ws_protocol_class
+        if not (
+            isinstance(protocol_class, type)
+            and issubclass(protocol_class, GatewayWebSocketProtocol)
+        ):
+            super().handle_websocket_upgrade()
+            return
+        scope = self.scope
+        request = handshake_request(
+            scope["method"], self.url, scope["http_version"], scope["headers"]
+        )
+        if request is None:
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        protocol = protocol_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        protocol.take_request(request)
+        self.transport.set_protocol(protocol)
 
     def _start_deadline(self) -> None:
         self._deadline = self.loop.call_later(self.handshake_timeout, self._too_slow)

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
+from websockets.protocol import Protocol
 
 DIRECT_EXTENSION = "gateway.direct"
 CLOSE_DEADLINE = 5.0
@@ -24,6 +29,34 @@ CLOSE_DEADLINE = 5.0
 
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 """SO_LINGER on, with a zero timeout: closing the socket resets the connection."""
+
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+"""An HTTP header name (RFC 9110 token), as websockets' own request parser accepts it."""
+_FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+"""An HTTP header value, as websockets' own request parser accepts it."""
+
+
+def handshake_request(
+    method: str, target: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]
+) -> Request | None:
+    """The handshake request uvicorn's HTTP parser read, as websockets' parser would make
+    it from the same bytes; None for a request that parser should judge itself (another
+    method or version, an over-long line, too many headers, a body), so that its refusals
+    stay exactly its own."""
+    if method != "GET" or version != "1.1":
+        return None
+    if len(target) + 14 > MAX_LINE_LENGTH or not target.isascii():
+        return None
+    parsed = Headers()
+    for count, (name, value) in enumerate(headers, 1):
+        if count > MAX_NUM_HEADERS or len(name) + len(value) + 2 > MAX_LINE_LENGTH:
+            return None
+        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+            return None
+        parsed[name.decode("ascii")] = value.decode("iso-8859-1")
+    if "Transfer-Encoding" in parsed or "Content-Length" in parsed:
+        return None
+    return Request(target.decode("ascii"), parsed)
 
 
 class _Inbox:
@@ -119,6 +152,18 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         intervals if that is less."""
         interval = self.ping_interval
         return min(CLOSE_DEADLINE, 3 * interval) if interval else CLOSE_DEADLINE
+
+    def take_request(self, request: Request) -> None:
+        """Start the handshake from a request already parsed (`handshake_request`), instead
+        of from its bytes: websockets' server parser would read the request line and headers
+        again (about a tenth of what a connection costs), then parse frames; here the
+        frame parser starts at once."""
+        conn = self.conn
+        conn.parser.close()
+        conn.parser = Protocol.parse(conn)
+        next(conn.parser)
+        conn.events.append(request)
+        self.handle_events()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

@@ -57,12 +57,15 @@ def test_text_frame_is_a_valid_websocket_frame(size: int) -> None:
     assert frame.opcode is Opcode.TEXT and frame.fin and bytes(frame.data) == payload
 
 
-async def test_frames_go_straight_to_the_socket_when_it_can_take_them() -> None:
+async def test_a_frame_goes_to_the_socket_at_the_end_of_the_pass_as_built() -> None:
     sink = FakeSink()
     outbox = Outbox(sink, limit=4, passes=LoopPasses())
     message = Outgoing(b'{"op":"message"}')
     assert outbox.offer(message)
-    assert sink.frames == [message.frame] and len(outbox) == 0
+    assert sink.frames == [] and len(outbox) == 1
+    await next_pass()
+    assert len(sink.frames) == 1 and len(outbox) == 0
+    assert sink.frames[0] is message.frame, "the frame built once for every subscriber"
 
 
 async def test_backlog_leaves_as_one_ndjson_frame() -> None:
@@ -72,12 +75,15 @@ async def test_backlog_leaves_as_one_ndjson_frame() -> None:
     outbox = Outbox(sink, limit=10, passes=LoopPasses())
     for index in range(3):
         assert outbox.offer(Outgoing(b'{"n":%d}' % index))
+    await next_pass()
     sink.accepting = True
     assert outbox.offer(Outgoing(b'{"n":3}'))
-    assert sink.frames == [], "a direct write must not overtake the backlog"
+    await next_pass()
+    assert sink.frames == [], "a later pass must not overtake the backlog"
     sink.writable.set()
     await outbox.flush()
-    assert sink.sent == [b'{"n":0}\n{"n":1}\n{"n":2}\n{"n":3}']
+    assert b"\n".join(sink.sent) == b'{"n":0}\n{"n":1}\n{"n":2}\n{"n":3}'
+    assert sink.sent[0].startswith(b'{"n":0}\n{"n":1}\n{"n":2}'), "the backlog left as one frame"
 
 
 async def test_full_queue_refuses_without_blocking() -> None:
@@ -123,24 +129,37 @@ async def next_pass() -> None:
     await asyncio.sleep(0)
 
 
-async def test_a_burst_in_one_pass_leaves_as_two_writes() -> None:
+async def test_a_burst_in_one_pass_leaves_as_one_write() -> None:
     sink = FakeSink()
     outbox = Outbox(sink, limit=100, passes=LoopPasses())
     for index in range(5):
         assert outbox.offer(Outgoing(b'{"n":%d}' % index))
-    assert sink.payloads() == [b'{"n":0}'], "the first frame of a pass is written at once"
+    assert sink.frames == []
     await next_pass()
-    assert sink.payloads() == [b'{"n":0}', b'{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}']
+    assert sink.payloads() == [b'{"n":0}\n{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}']
     assert len(outbox) == 0
 
 
-async def test_the_next_pass_writes_at_once_again() -> None:
+async def test_each_pass_writes_its_own() -> None:
     sink = FakeSink()
     outbox = Outbox(sink, limit=100, passes=LoopPasses())
     outbox.offer(Outgoing(b"{1}"))
     await next_pass()
     outbox.offer(Outgoing(b"{2}"))
+    await next_pass()
     assert sink.payloads() == [b"{1}", b"{2}"]
+
+
+async def test_a_flush_before_the_end_of_the_pass_writes_each_message_once() -> None:
+    sink = FakeSink()
+    outbox = Outbox(sink, limit=10, passes=LoopPasses())
+    outbox.offer(Outgoing(b"{1}"))
+    await outbox.flush()
+    outbox.offer(Outgoing(b"{2}"))
+    outbox.offer(Outgoing(b"{3}"))
+    await outbox.flush()
+    await next_pass()
+    assert sink.payloads() == [b"{1}", b"{2}\n{3}"], "each written once, in order"
 
 
 async def test_deferred_frames_wait_for_a_paused_socket() -> None:
@@ -151,18 +170,18 @@ async def test_deferred_frames_wait_for_a_paused_socket() -> None:
     outbox.offer(Outgoing(b"{2}"))
     sink.accepting = False
     await next_pass()
-    assert sink.payloads() == [b"{1}"] and len(outbox) == 1
+    assert sink.payloads() == [] and len(outbox) == 1, "the pass's batch waits, as one"
     sink.accepting = True
     sink.writable.set()
     await outbox.flush()
-    assert sink.sent == [b"{2}"]
+    assert sink.sent == [b"{1}\n{2}"]
 
 
 async def test_deferred_frames_count_towards_the_limit() -> None:
     sink = FakeSink()
     outbox = Outbox(sink, limit=3, passes=LoopPasses())
     results = [outbox.offer(Outgoing(b"{%d}" % n)) for n in range(6)]
-    assert results == [True, True, True, True, False, False]
+    assert results == [True, True, True, False, False, False]
 
 
 def stalled_sink() -> FakeSink:
@@ -206,10 +225,10 @@ async def test_deferred_frames_count_their_bytes_and_a_refused_batch_keeps_them(
     outbox = Outbox(sink, limit=100, passes=LoopPasses(), byte_limit=10_000)
     for n in range(4):
         outbox.offer(Outgoing(b"%d" % n * 100))
-    assert outbox.queued_bytes == 300, "the first went to the socket at once"
+    assert outbox.queued_bytes == 400, "all four wait for the end of the pass"
     sink.accepting = False
     await next_pass()
-    assert outbox.queued_bytes == 302, "the three wait as one NDJSON batch, newlines included"
+    assert outbox.queued_bytes == 403, "the four wait as one NDJSON batch, newlines included"
     sink.accepting = True
     await outbox.flush()
     assert outbox.queued_bytes == 0
