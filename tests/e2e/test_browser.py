@@ -62,6 +62,8 @@ async def test_demo_pages_on_two_replicas_chat_and_recover_after_a_replica_dies(
         await expect(alice.locator("#presence li")).to_have_count(2, timeout=TIMEOUT_MS)
 
         await say(alice, "hello from alice")
+        for page in (alice, bob):
+            await expect(texts(page)).to_have_text(["hello from alice"], timeout=TIMEOUT_MS)
         await say(bob, "hi alice, bob here")
         for page in (alice, bob):
             await expect(texts(page)).to_have_text(

@@ -107,6 +107,10 @@ async def test_the_demo_falls_back_to_sse_and_still_chats(
             pages.append(page)
         alice, bob = pages
         await say(alice, "hello through a proxy that blocks websockets")
+        for page in pages:
+            await expect(texts(page)).to_have_text(
+                ["hello through a proxy that blocks websockets"], timeout=TIMEOUT_MS
+            )
         await say(bob, "and back, over server-sent events")
         for page in pages:
             await expect(texts(page)).to_have_text(
