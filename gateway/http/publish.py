@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from gateway.security.origins import OriginPolicy
 from gateway.services.admission import client_address
+from gateway.services.http_identity import bearer_token
 from gateway.services.http_publish import HttpPublishing
 from gateway.wire import protocol
 from gateway.wire.errors import ERRORS, ErrorCode, GatewayError
@@ -33,7 +34,7 @@ def publish_router(publishing: HttpPublishing, origins: OriginPolicy) -> APIRout
             body = await _bounded_body(request, publishing.max_body_bytes)
             reply = await publishing.publish(
                 body,
-                token=_bearer(headers.get("authorization")),
+                token=bearer_token(headers.get("authorization")),
                 address=client_address(request.scope),
                 origin=headers.get("origin"),
                 host=headers.get("host"),
@@ -66,13 +67,6 @@ def _cors(origins: OriginPolicy, origin: str | None, host: str | None) -> dict[s
     if origin is None or origins.refusal(origin, host) is not None:
         return {}
     return {"access-control-allow-origin": origin, "vary": "origin"}
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if authorization is None:
-        return None
-    scheme, _, credentials = authorization.partition(" ")
-    return (credentials.strip() or None) if scheme.lower() == "bearer" else None
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -13,6 +13,14 @@ from gateway.services.hooks import ConnectRequest, Hooks
 from gateway.wire.errors import ErrorCode, GatewayError
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer`` header; None for any other."""
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    return (credentials.strip() or None) if scheme.lower() == "bearer" else None
+
+
 async def request_principal(
     security: Security, hooks: Hooks, scope: Any, token: str | None, transport: str
 ) -> tuple[Principal | None, bool]:

@@ -86,6 +86,7 @@ from gateway.wire.errors import (
     Disconnect,
     ErrorCode,
     GatewayError,
+    close_reason,
 )
 from gateway.wire.protocol import StreamPosition
 
@@ -239,10 +240,6 @@ class _Joined:
     result: SubscribeResult
     after: int
     options: NamespaceOptions
-
-
-MAX_CLOSE_REASON_BYTES = 123
-"""The most a WebSocket close frame's reason holds (RFC 6455: 125 bytes with the code)."""
 
 
 class CentrifugoConnection(Connection):
@@ -517,7 +514,7 @@ class CentrifugoConnection(Connection):
         hook's message as the reason."""
         disconnect = error.closes_with
         close = close_for(disconnect)
-        reason = error.message.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+        reason = close_reason(error.message)
         if not self.closing:
             self._farewell = CentrifugoClose(close.code, reason or close.reason)
         self.close(disconnect)

@@ -32,7 +32,7 @@ from gateway.session.pubsub import ProtocolConnection
 from gateway.transport.sinks import sink_for
 from gateway.wire.centrifugo.codec import PROTOBUF_SUBPROTOCOL, Encoding, encoding_for
 from gateway.wire.channels import is_valid_channel
-from gateway.wire.errors import TOKEN_EXPIRED, CloseCode, Disconnect, GatewayError
+from gateway.wire.errors import TOKEN_EXPIRED, CloseCode, Disconnect, GatewayError, close_reason
 from gateway.wire.protocol import SUBPROTOCOL
 
 log = logging.getLogger(__name__)
@@ -197,15 +197,7 @@ async def identify(
         return await hooks.connect(ConnectRequest.from_scope(scope, claims, transport))
     except GatewayError as error:
         log.info("hook.connect_refused code=%s message=%s", error.code.value, error.message)
-        return Disconnect(error.closes_with.code, _close_reason(error.message))
-
-
-MAX_CLOSE_REASON_BYTES = 123
-"""The most a WebSocket close frame's reason holds (RFC 6455: 125 bytes with the code)."""
-
-
-def _close_reason(message: str) -> str:
-    return message.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+        return Disconnect(error.closes_with.code, close_reason(error.message))
 
 
 async def deny(websocket: WebSocket, status: int, message: str) -> None:

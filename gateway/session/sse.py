@@ -34,7 +34,7 @@ from gateway.security.auth import ANONYMOUS, Principal, anonymous
 from gateway.security.guard import Security
 from gateway.services.admission import Admission, HandshakePolicy, client_address
 from gateway.services.connections import ConnectionRegistry
-from gateway.services.http_identity import request_principal
+from gateway.services.http_identity import bearer_token, request_principal
 from gateway.session.commands import Commands
 from gateway.session.connection import Connection, Inbound, SessionContext
 from gateway.transport.sse import SseInbound, SseSink, chunk, stream_control
@@ -310,7 +310,7 @@ class SseEndpoint:
             await _refuse(scope, receive, send, refusal.status, refusal.message)
             return
         headers = Headers(scope=scope)
-        token = query.get("token") or _bearer(headers.get("authorization"))
+        token = query.get("token") or bearer_token(headers.get("authorization"))
         address = client_address(scope)
         self._admission.opened(address)
         try:
@@ -418,13 +418,6 @@ def _latest(values: list[str], channels: list[str]) -> frozenset[str]:
     if any(value.lower() in ("1", "true", "yes") for value in values):
         return frozenset(channels)
     return frozenset(values) & frozenset(channels)
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if authorization is None:
-        return None
-    scheme, _, credentials = authorization.partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def _refuse(

@@ -107,6 +107,15 @@ UNLISTED_CLOSE_ACTION: ClientAction = "backoff"
 dropped without a close frame, and any code of a proxy in between)."""
 
 
+MAX_CLOSE_REASON_BYTES = 123
+"""The most a WebSocket close frame's reason holds (RFC 6455: 125 bytes with the code)."""
+
+
+def close_reason(message: str) -> str:
+    """``message`` cut to what a close frame's reason holds, on a character boundary."""
+    return message.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+
+
 @dataclass(frozen=True, slots=True)
 class Disconnect:
     """Why the server closes a connection: sent as a `disconnect` frame, then as the close code.
