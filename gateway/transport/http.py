@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.services.admission import Admission, HalfOpen
 from gateway.transport.sse import STREAM_EXTENSION
+from gateway.transport.upgrade import accept_upgrade
 from gateway.transport.websocket import GatewayWebSocketProtocol, handshake_request
 
 STREAM_PATH = "/sse"
@@ -96,7 +97,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         """Hand the connection to the WebSocket protocol with the request as parsed here,
-        not as bytes to parse again (unless it is one websockets should judge itself)."""
+        not as bytes to parse again: a handshake websockets would accept as it stands is
+        taken whole (`accept_upgrade`); another one as a websockets request; one that
+        websockets should judge itself, as its bytes."""
         self._request_done()
         protocol_class = self.ws_protocol_class
         if not (
@@ -106,18 +109,23 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             super().handle_websocket_upgrade()
             return
         scope = self.scope
-        request = handshake_request(
-            scope["method"], self.url, scope["http_version"], scope["headers"]
-        )
-        if request is None:
+        method, version, headers = scope["method"], scope["http_version"], scope["headers"]
+        deflate = self.config.ws_per_message_deflate
+        accept = accept_upgrade(method, self.url, version, headers, deflate=deflate)
+        request = None if accept else handshake_request(method, self.url, version, headers)
+        if accept is None and request is None:
             super().handle_websocket_upgrade()
             return
         self.connections.discard(self)
         protocol = protocol_class(
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
-        protocol.connection_made(self.transport)
-        protocol.take_request(request)
+        if accept is not None:
+            protocol.take_upgrade(self.transport, scope, self.url, accept)
+        else:
+            assert request is not None
+            protocol.connection_made(self.transport)
+            protocol.take_request(request)
         self.transport.set_protocol(protocol)
 
     def _start_deadline(self) -> None:

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import logging
 import socket
 import struct
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
+from uvicorn.protocols.utils import ClientDisconnected, get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.datastructures import Headers
-from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS, Request
-from websockets.protocol import Protocol
+from websockets.http11 import Request
+from websockets.protocol import OPEN, Protocol
+
+from gateway.transport.upgrade import fields_acceptable, offered_subprotocols, switching_protocols
 
 DIRECT_EXTENSION = "gateway.direct"
 CLOSE_DEADLINE = 5.0
@@ -30,11 +34,6 @@ CLOSE_DEADLINE = 5.0
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 """SO_LINGER on, with a zero timeout: closing the socket resets the connection."""
 
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-"""An HTTP header name (RFC 9110 token), as websockets' own request parser accepts it."""
-_FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
-"""An HTTP header value, as websockets' own request parser accepts it."""
-
 
 def handshake_request(
     method: str, target: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]
@@ -43,16 +42,10 @@ def handshake_request(
     it from the same bytes; None for a request that parser should judge itself (another
     method or version, an over-long line, too many headers, a body), so that its refusals
     stay exactly its own."""
-    if method != "GET" or version != "1.1":
-        return None
-    if len(target) + 14 > MAX_LINE_LENGTH or not target.isascii():
+    if method != "GET" or version != "1.1" or not fields_acceptable(target, headers):
         return None
     parsed = Headers()
-    for count, (name, value) in enumerate(headers, 1):
-        if count > MAX_NUM_HEADERS or len(name) + len(value) + 2 > MAX_LINE_LENGTH:
-            return None
-        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
-            return None
+    for name, value in headers:
         parsed[name.decode("ascii")] = value.decode("iso-8859-1")
     if "Transfer-Encoding" in parsed or "Content-Length" in parsed:
         return None
@@ -138,6 +131,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     """
 
     paused = False
+    accept: str | None = None
+    """The ``Sec-WebSocket-Accept`` of a handshake taken with `take_upgrade`, until the
+    application accepts it."""
     linger: asyncio.TimerHandle | None = None
     """The abort armed for a close that waits on a peer that does not read."""
 
@@ -165,6 +161,49 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         conn.events.append(request)
         self.handle_events()
 
+    def take_upgrade(
+        self, transport: asyncio.Transport, http_scope: Any, target: bytes, accept: str
+    ) -> None:
+        """Start a connection whose handshake `gateway.transport.upgrade.accept_upgrade`
+        accepted, from the HTTP protocol's transport, scope (``http_scope``) and request
+        target: no request or response object for websockets to build, no headers to
+        encode again, no addresses to look up again. The 101 response leaves when the
+        application accepts (`send`)."""
+        self.connections.add(self)
+        self.transport = transport
+        self.server = http_scope["server"]
+        self.client = http_scope["client"]
+        self.scheme = "wss" if http_scope["scheme"] == "https" else "ws"
+        conn = self.conn
+        conn.parser.close()
+        conn.parser = Protocol.parse(conn)
+        next(conn.parser)
+        self.accept = accept
+        self.handshake_initiated = True
+        headers = http_scope["headers"]
+        raw_path, _, query_string = target.partition(b"?")
+        extensions: dict[str, Any] = {"websocket.http.response": {}, DIRECT_EXTENSION: self}
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": self.root_path,
+            "path": self.root_path + unquote(raw_path.decode("ascii")),
+            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "subprotocols": offered_subprotocols(headers),
+            "state": self.app_state.copy(),
+            "extensions": extensions,
+        }
+        self.queue.put_nowait({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        task.add_done_callback(self.on_task_complete)
+        self.tasks.add(task)
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
@@ -173,6 +212,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.abort_if_lingering()
 
     async def send(self, message: Any) -> None:
+        if self.accept is not None and message["type"] == "websocket.accept":
+            await self._accept_upgrade(message)
+            return
         await super().send(message)
         if message["type"] == "websocket.accept":
             self.request = self.response = None  # type: ignore[assignment]
@@ -184,6 +226,28 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             # uvicorn's own close timer only calls transport.close(): abort instead
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_deadline, self.abort)
+
+    async def _accept_upgrade(self, message: Any) -> None:
+        """The application accepted a handshake taken with `take_upgrade`: send the 101
+        response uvicorn would (its default headers, the application's, the subprotocol)."""
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        accept, self.accept = self.accept, None
+        assert accept is not None
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(
+                '%s - "WebSocket %s" [accepted]',
+                get_client_addr(self.scope),
+                get_path_with_query_string(self.scope),
+            )
+        headers = [*self.default_headers, *message.get("headers", ())]
+        response = switching_protocols(accept, headers, message.get("subprotocol"))
+        if not self.transport.is_closing():
+            self.handshake_complete = True
+            self.conn.state = OPEN
+            self.transport.write(response)
+            self.start_keepalive()
 
     def handle_close(self, event: Any) -> None:
         super().handle_close(event)
