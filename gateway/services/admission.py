@@ -25,6 +25,7 @@ A handshake is refused with 503 when the replica's open and half-open connection
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable, Sized
@@ -53,11 +54,20 @@ class TrustedProxies:
     def trust(self, host: str) -> bool:
         if self._everyone:
             return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        if not self._networks:
             return False
-        return any(address in network for network in self._networks)
+        address = _parsed_address(host)
+        return address is not None and any(address in network for network in self._networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address (None if it is not one); kept for the peers seen most
+    recently, as every accepted connection asks again."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 class HalfOpen:
