@@ -58,6 +58,7 @@ class Outbox:
         "_passes",
         "_queue",
         "_room",
+        "_single",
         "_sink",
         "_writer",
     )
@@ -89,17 +90,24 @@ class Outbox:
         self._framer = framer
         self._passes = passes
         self._on_backlog = on_backlog
+        self._single: bytes | None = None
+        """The one message waiting, when only one does and no writer runs: most connections
+        never have more than one, and need no queue of their own (a deque is about 1 KiB
+        a connection)."""
         self._queue: deque[bytes] | None = None
-        """Created with the first backlog; most connections never need one."""
+        """The messages waiting when more than one does (or a writer runs): created with
+        the first of those."""
         self._bytes = 0
         """The bytes of the payloads in the queue."""
         self._writer: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._closed = False
         self._frame: bytes | None = None
-        """The prebuilt frame of the one message queued, when the queue holds one."""
+        """The prebuilt frame of `_single`."""
 
     def __len__(self) -> int:
+        if self._single is not None:
+            return 1
         return len(self._queue) if self._queue else 0
 
     @property
@@ -112,7 +120,7 @@ class Outbox:
         """More than half of the queue's room (in messages or in bytes) is taken."""
         if self._bytes > self._byte_limit // 2:
             return True
-        return self._queue is not None and len(self._queue) > self._limit // 2
+        return len(self) > self._limit // 2
 
     def offer(self, item: Outgoing) -> bool:
         """Queue ``item`` for the end of the pass; False when the queue is full (a slow
@@ -127,13 +135,29 @@ class Outbox:
             return True
         if self._closed:
             return True
+        single = self._single
+        if self._writer is None:
+            if single is None:
+                self._single = item.payload
+                self._frame = item.frame
+                self._bytes = item.size
+                self._passes.defer(self)
+                return True
+            size = self._bytes + item.size
+            if size > self._byte_limit or self._limit <= 1:
+                return False
+            self._single = self._frame = None
+            self._bytes = size
+            if queue is None:
+                self._queue = deque((single, item.payload))
+            else:
+                queue.append(single)
+                queue.append(item.payload)
+            return True
         if queue is None:
             queue = self._queue = deque()
         queue.append(item.payload)
         self._bytes += item.size
-        self._frame = item.frame
-        if self._writer is None:
-            self._passes.defer(self)
         return True
 
     def put(self, payload: bytes) -> bool:
@@ -142,16 +166,21 @@ class Outbox:
 
     def write_deferred(self) -> None:
         """Write the queue now if the socket can take it, else leave it to the writer."""
-        queue = self._queue
-        if self._writer is not None or self._closed or not queue:
+        if self._writer is not None or self._closed:
             return
-        frame, self._frame = self._frame, None
-        if frame is not None and len(queue) == 1:
+        single = self._single
+        if single is not None:
+            frame = self._frame
+            self._single = self._frame = None
+            assert frame is not None
             if self._sink.try_write(frame):
-                queue.clear()
                 self._bytes = 0
             else:
+                self._backlog().append(single)
                 self._start_writer()
+            return
+        queue = self._queue
+        if not queue:
             return
         while queue:
             batch = self._take_batch()
@@ -186,13 +215,19 @@ class Outbox:
         """Drop the backlog and stop the writer; later offers are discarded."""
         self._closed = True
         self._queue = None
-        self._frame = None
+        self._single = self._frame = None
         self._bytes = 0
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         self._wake_room()
+
+    def _backlog(self) -> deque[bytes]:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        return queue
 
     def _start_writer(self) -> None:
         if self._writer is None:
