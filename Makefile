@@ -10,8 +10,12 @@ BIN := $(VENV)/bin
 run: install
 	$(BIN)/gateway serve --host 127.0.0.1 --port 8000
 
+# The suite mostly waits on processes it started (replicas, Redis, browsers): three
+# pytest-xdist workers, each module kept on one worker (its module-scoped replicas).
+TEST_WORKERS ?= 3
+
 test: install-test system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 check: lint typecheck test
 

@@ -33,6 +33,7 @@ import pytest
 
 from tests.support import npm
 from tests.support.gateways import REPO_ROOT
+from tests.support.locks import exclusive
 
 JS_SDK_DIR = REPO_ROOT / "tests" / "centrifugo_sdks"
 SDIST_VERSION = "0.7.0"
@@ -223,7 +224,11 @@ class JSDeltaApplier:
 
 def download_sdist(directory: Path, version: str = SDIST_VERSION) -> Path:
     """Download centrifuge-python's sdist with pip, unpack it; the unpacked root."""
-    directory.mkdir(parents=True, exist_ok=True)
+    with exclusive(directory):
+        return _download_sdist(directory, version)
+
+
+def _download_sdist(directory: Path, version: str) -> Path:
     root = directory / f"centrifuge_python-{version}"
     if (root / SDIST_SUITE).exists():
         return root

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.locks import exclusive
+
 
 @functools.cache
 def installed(directory: Path, needed_for: str) -> Path:
@@ -22,7 +24,9 @@ def installed(directory: Path, needed_for: str) -> Path:
     modules = directory / "node_modules"
     stamp = modules / ".package-lock.json"
     lock = directory / "package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
+    with exclusive(directory):
+        if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime:
+            return modules
         result = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=directory,
