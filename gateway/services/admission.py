@@ -25,7 +25,6 @@ A handshake is refused with 503 when the replica's open and half-open connection
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable, Sized
@@ -50,24 +49,33 @@ class TrustedProxies:
     def __init__(self, entries: list[str]) -> None:
         self._everyone = "*" in entries
         self._networks = [ipaddress.ip_network(entry) for entry in entries if entry != "*"]
+        self._verdicts: dict[str, bool] = {}
+        """The answer for each peer asked recently: every connection asks at its accept and
+        again at its handshake, and parsing an address and matching it to networks costs
+        more than a connection's admission otherwise does."""
 
     def trust(self, host: str) -> bool:
         if self._everyone:
             return True
         if not self._networks:
             return False
-        address = _parsed_address(host)
-        return address is not None and any(address in network for network in self._networks)
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            if len(self._verdicts) >= TRUST_CACHE_SIZE:
+                self._verdicts.clear()
+            verdict = self._verdicts[host] = self._matches(host)
+        return verdict
+
+    def _matches(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``host`` as an IP address (None if it is not one); kept for the peers seen most
-    recently, as every accepted connection asks again."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
+TRUST_CACHE_SIZE = 4096
+"""Peers whose trust is remembered; more start the memory afresh (bounded in size)."""
 
 
 class HalfOpen:

@@ -119,3 +119,15 @@ def test_without_limits_nothing_is_refused(admission: Callable[..., Admission]) 
         tally.opened("192.0.2.1")
     assert tally.check(scope("192.0.2.1"), open_connections=1000) is None
     assert tally.check(scope(None), open_connections=1000) is None
+
+
+def test_trust_verdicts_are_remembered_in_bounded_memory() -> None:
+    from gateway.services import admission
+
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    for number in range(admission.TRUST_CACHE_SIZE + 10):
+        host = f"10.{number // 65536}.{number // 256 % 256}.{number % 256}"
+        assert proxies.trust(host)
+        assert not proxies.trust(f"192.0.{number // 256 % 256}.{number % 256}")
+    assert len(proxies._verdicts) <= admission.TRUST_CACHE_SIZE
+    assert proxies.trust("10.9.9.9") and not proxies.trust("11.0.0.1")
