@@ -148,11 +148,7 @@ class Outbox:
                 return False
             self._single = self._frame = None
             self._bytes = size
-            if queue is None:
-                self._queue = deque((single, item.payload))
-            else:
-                queue.append(single)
-                queue.append(item.payload)
+            self._backlog().extend((single, item.payload))
             return True
         if queue is None:
             queue = self._queue = deque()
