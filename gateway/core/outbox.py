@@ -148,7 +148,11 @@ class Outbox:
                 return False
             self._single = self._frame = None
             self._bytes = size
-            self._backlog().extend((single, item.payload))
+            if queue is None:
+                self._queue = deque((single, item.payload))
+            else:
+                queue.append(single)
+                queue.append(item.payload)
             return True
         if queue is None:
             queue = self._queue = deque()

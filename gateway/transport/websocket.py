@@ -154,16 +154,12 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         of from its bytes: websockets' server parser would read the request line and headers
         again (about a tenth of what a connection costs), then parse frames; here the
         frame parser starts at once."""
-        self._parse_frames()
-        self.conn.events.append(request)
-        self.handle_events()
-
-    def _parse_frames(self) -> None:
-        """Have websockets parse frames from now on: the handshake was read elsewhere."""
         conn = self.conn
         conn.parser.close()
         conn.parser = Protocol.parse(conn)
         next(conn.parser)
+        conn.events.append(request)
+        self.handle_events()
 
     def take_upgrade(
         self, transport: asyncio.Transport, http_scope: Any, target: bytes, accept: str
@@ -178,7 +174,10 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.server = http_scope["server"]
         self.client = http_scope["client"]
         self.scheme = "wss" if http_scope["scheme"] == "https" else "ws"
-        self._parse_frames()
+        conn = self.conn
+        conn.parser.close()
+        conn.parser = Protocol.parse(conn)
+        next(conn.parser)
         self.accept = accept
         self.handshake_initiated = True
         headers = http_scope["headers"]
